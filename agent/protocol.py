@@ -1,0 +1,24 @@
+"""Every message on the wire, by schema name. tools/gen_schemas.py writes docs/schemas/ from this
+list and a test fails when the committed schemas differ from the models."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from agent.health.handlers import PingParams, PingResult, StatusResult
+from agent.mqtt.envelope import CommandEnvelope, CommandResponse
+from agent.mqtt.messages import DurableMessage, StateMessage, TelemetryMessage
+
+
+def wire_models() -> dict[str, type[BaseModel]]:
+    models: dict[str, type[BaseModel]] = {
+        "command-envelope": CommandEnvelope,
+        "command-response": CommandResponse,
+        "state": StateMessage,
+        "telemetry": TelemetryMessage,
+        "durable-message": DurableMessage,
+        "ping.params": PingParams,
+        "ping.result": PingResult,
+        "get_status.result": StatusResult,
+    }
+    return models

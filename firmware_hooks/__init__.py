@@ -1,0 +1,1 @@
+"""Update bundles and board/camera firmware hooks."""

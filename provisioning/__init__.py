@@ -1,0 +1,1 @@
+"""Device enrollment, CA and certificate tooling (device side and center reference side)."""

@@ -1,0 +1,8 @@
+"""Shared pytest configuration. Area fixtures live in tests/fixtures/<area>.py."""
+
+from __future__ import annotations
+
+pytest_plugins: list[str] = [
+    "tests.fixtures.agent",
+    "tests.fixtures.onvif",
+]
