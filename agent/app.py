@@ -80,13 +80,40 @@ class AgentApp:
             started_at=self.started_at,
         )
 
+    @staticmethod
+    def all_action_names() -> list[str]:
+        """Every action an agent can register (for documentation checks): build one on a scratch dir."""
+        import tempfile
+
+        from agent.config import AgentSettings
+
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = AgentSettings.model_validate(
+                {
+                    "device": {
+                        "id": "doc-check",
+                        "owner_org": "x",
+                        "location": {"province": "01", "district": "001", "commune": "00001"},
+                    },
+                    "center": {"host": "localhost", "insecure_dev": True},
+                    "storage": {"state_dir": tmp},
+                }
+            )
+            app = AgentApp(settings)
+            app.register_handlers()
+            app.outbox.close()
+            return app.registry.names()
+
+    def register_handlers(self) -> None:
+        health_handlers.register(self.registry, self.services, self.telemetry)
+
     def camera_names(self) -> set[str]:
         return {c.name for c in self.settings.cameras}
 
     async def start(self) -> None:
         self.started_at = time.time()
         s = self.services
-        health_handlers.register(self.registry, s, self.telemetry)
+        self.register_handlers()
         # [wiring: policy] gate and audit
         from agent.policy.wiring import build_policy
 

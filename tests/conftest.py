@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 pytest_plugins: list[str] = [
+    "tests.fixtures.camera",
+    "tests.fixtures.detect",
     "tests.fixtures.agent",
+    "tests.fixtures.broker",
     "tests.fixtures.onvif",
 ]

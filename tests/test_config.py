@@ -102,3 +102,9 @@ def test_cli_check_exit_codes(tmp_path: Path) -> None:
         [sys.executable, "-m", "agent.cli", "config", "show", "-c", str(good)], capture_output=True, text=True
     )
     assert r.returncode == 0 and "hunter2" not in r.stdout
+
+
+def test_shipped_example_is_valid_apart_from_machine_specific_files() -> None:
+    example = Path(__file__).resolve().parent.parent / "docs" / "agent.example.toml"
+    s = load_settings(example)
+    assert s.device.id == "hn-bd-0001" and s.cameras[0].onvif is not None

@@ -91,7 +91,7 @@ async def test_command_round_trip_and_bad_commands(broker: Any, agent_process: A
 
 
 async def test_events_survive_a_broker_outage_without_loss(tmp_path: Path, broker: Any, center: Any) -> None:
-    client, rec = center
+    client, rec = center  # a persistent session: the broker queues for it across its own restart
     app = AgentApp(settings_from(agent_config(tmp_path, broker)))
     await app.start()
     try:
@@ -103,8 +103,6 @@ async def test_events_survive_a_broker_outage_without_loss(tmp_path: Path, broke
             await app.outbox.put("events", Ev(n=i))
         assert app.outbox.stats()["pending"] >= 40
         broker.start()
-        await client.stop()
-        client, rec = await start_center(broker, "center-after")
         await rec.wait_for("/events", lambda d: d["data"]["n"] == 59, timeout=30)
         deadline = time.monotonic() + 10
         while app.outbox.stats()["pending"] and time.monotonic() < deadline:
@@ -112,12 +110,11 @@ async def test_events_survive_a_broker_outage_without_loss(tmp_path: Path, broke
         assert app.outbox.stats()["pending"] == 0
     finally:
         await app.stop()
-    # The first center saw what arrived before the outage; the second everything after it.
-    seen_ids = {d["msg_id"] for d in center[1].on("/events")} | {d["msg_id"] for d in rec.on("/events")}
-    seen_n = {d["data"]["n"] for d in center[1].on("/events")} | {d["data"]["n"] for d in rec.on("/events")}
-    assert seen_n == set(range(60)), f"missing {sorted(set(range(60)) - seen_n)}"
-    assert len(seen_ids) == 60
-    await client.stop()
+    events = rec.on("/events")
+    assert {d["data"]["n"] for d in events} == set(range(60))
+    assert len({d["msg_id"] for d in events}) == 60
+    # at-least-once: duplicates are possible only for messages in flight at the outage
+    assert len(events) - 60 <= 20
 
 
 async def test_agent_restart_delivers_a_non_empty_outbox(tmp_path: Path, broker: Any) -> None:

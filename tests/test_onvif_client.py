@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -155,10 +156,24 @@ def _p(token, enc, w, h):
 
 
 def test_profile_choice_prefers_h264_and_resolution():
-    main, sub, notes = choose_profiles([_p("a", "H265", 3840, 2160), _p("b", "H264", 1280, 720), _p("c", "H264", 640, 360)])
+    main, sub, notes = choose_profiles(
+        [_p("a", "H265", 3840, 2160), _p("b", "H264", 1280, 720), _p("c", "H264", 640, 360)]
+    )
     assert (main.token, sub.token if sub else None) == ("b", "c")
     assert any("H.265" in n for n in notes)
     main, sub, notes = choose_profiles([_p("only", "H264", 1920, 1080)])
     assert sub is None and "decode the main stream" in notes[0]
     with pytest.raises(OnvifError, match="only MJPEG"):
         choose_profiles([_p("j", "JPEG", 640, 480)])
+
+
+async def test_doctor_warns_about_clock_and_reports_errors(onvif_sim_factory):
+    from agent.camera.onvif_doctor import check_camera
+
+    skewed = onvif_sim_factory(clock_offset=600)
+    found = await check_camera("cam1", skewed.url, skewed.credentials_file)
+    assert any(f.level == "warn" and re.search(r"clock is \+(599|600) s", f.message) for f in found)
+    assert not any(f.level == "error" for f in found)
+    bad = onvif_sim_factory(agent_password="wrong")
+    found = await check_camera("cam2", bad.url, bad.credentials_file)
+    assert [f.level for f in found] == ["error"] and "wrong username or password" in found[0].message

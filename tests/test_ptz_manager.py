@@ -26,7 +26,9 @@ def manager_for(sim, **settings) -> tuple[PtzManager, list[tuple[str, bool]]]:
     async def connect() -> OnvifClient:
         return await OnvifClient.from_files(sim.url, sim.credentials_file, timeout_s=3)
 
-    mgr = PtzManager({"cam1": connect}, PtzSettings(**settings), on_away_from_home=lambda c, a: events.append((c, a)))
+    mgr = PtzManager(
+        {"cam1": connect}, PtzSettings(**settings), on_away_from_home=lambda c, a: events.append((c, a))
+    )
     return mgr, events
 
 
@@ -180,7 +182,9 @@ async def test_offline_camera_is_unavailable(tmp_path):
     creds = write_credentials_file(tmp_path / "c.toml", "admin", "x")
 
     async def connect() -> OnvifClient:
-        return await OnvifClient.from_files(f"http://127.0.0.1:{port}/onvif/device_service", creds, timeout_s=2)
+        return await OnvifClient.from_files(
+            f"http://127.0.0.1:{port}/onvif/device_service", creds, timeout_s=2
+        )
 
     mgr = PtzManager({"cam1": connect}, PtzSettings())
     try:
@@ -191,5 +195,35 @@ async def test_offline_camera_is_unavailable(tmp_path):
         with pytest.raises(CommandError) as ei:
             mgr.camera("nope")
         assert ei.value.code is ErrorCode.UNAVAILABLE
+    finally:
+        await mgr.close()
+
+
+async def test_health_check_reconnects_after_camera_restart(onvif_sim_factory, tmp_path):
+    sim = onvif_sim_factory()
+    mgr, _ = manager_for(sim)
+    cam = mgr.camera("cam1")
+    try:
+        await cam.health_check()
+        assert mgr.telemetry()["cam1"]["reachable"] is True
+        sim.stop()
+        await cam.health_check()
+        assert mgr.telemetry()["cam1"]["reachable"] is False
+        assert "cannot reach" in mgr.telemetry()["cam1"]["last_error"]
+    finally:
+        await mgr.close()
+
+
+async def test_camera_clock_jump_after_connect_is_absorbed(onvif_sim):
+    mgr, _ = manager_for(onvif_sim, idle_return_s=0)
+    cam = mgr.camera("cam1")
+    try:
+        await cam.absolute_move(PROV, 0.1, 0.0, 0.0, None)
+        assert abs(mgr.telemetry()["cam1"]["clock_offset_s"]) < 2
+        onvif_sim.control(clock_offset_s=600)  # the camera's NTP kicks in: its clock jumps 10 minutes
+        await cam.absolute_move(PROV, 0.4, 0.0, 0.0, None)
+        assert onvif_sim.state()["position"]["pan"] == pytest.approx(0.4)
+        assert any(not r["authorized"] for r in onvif_sim.requests())  # the stale signature was refused
+        assert 595 <= mgr.telemetry()["cam1"]["clock_offset_s"] <= 601
     finally:
         await mgr.close()

@@ -29,6 +29,7 @@ class CenterCreds:
     key_file: Path | None
     name: str  # the center identity (certificate CN), e.g. "center-console"
     insecure: bool = False
+    persistent: bool = True  # the broker keeps our subscriptions and queues QoS 1 messages while we are away
 
 
 class CenterClient:
@@ -59,7 +60,11 @@ class CenterClient:
     async def start(self, watch: str | None = "#") -> None:
         self._loop = asyncio.get_running_loop()
         self._watch = watch
-        self.client.connect_async(self.creds.host, self.creds.port, keepalive=30)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600 if self.creds.persistent else 0
+        self.client.connect_async(
+            self.creds.host, self.creds.port, keepalive=30, clean_start=not self.creds.persistent, properties=props
+        )
         self.client.loop_start()
         await asyncio.wait_for(self.connected.wait(), 15)
 
@@ -76,6 +81,10 @@ class CenterClient:
         client.subscribe(subs)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_disconnect(self, *_a: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.connected.clear)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         corr = getattr(msg.properties, "CorrelationData", None)

@@ -32,6 +32,10 @@ from agent.camera.onvif_credentials import CredentialsError, OnvifCredentials, l
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+# At DEBUG these dump whole SOAP envelopes (UsernameToken digest and nonce included): keep them quiet
+# even when the agent runs with DEBUG logging.
+for _name in ("zeep.transports", "onvif.zeep_aiohttp", "zeep.wsdl.bindings.soap"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 CLOCK_WARN_S = 5.0
 """Offsets above this are reported (doctor, telemetry); they are compensated either way."""
@@ -149,7 +153,9 @@ def _root_cause(exc: BaseException) -> BaseException:
 class OnvifClient:
     """One connected camera. Create with :meth:`connect`; every call is bounded by ``timeout_s``."""
 
-    def __init__(self, url: str, credentials: OnvifCredentials, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, url: str, credentials: OnvifCredentials, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise OnvifError(OnvifErrorKind.PROTOCOL, f"ONVIF URL {url!r} must be http(s)://host[:port]/...")
@@ -168,7 +174,9 @@ class OnvifClient:
         self._ptz_profile: str | None = None
 
     @classmethod
-    async def from_files(cls, url: str, credentials_file: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> OnvifClient:
+    async def from_files(
+        cls, url: str, credentials_file: Path, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> OnvifClient:
         try:
             creds = await asyncio.to_thread(load_credentials, credentials_file)
         except CredentialsError as exc:
@@ -185,7 +193,9 @@ class OnvifClient:
         if isinstance(exc, OnvifError):
             return exc
         root = _root_cause(exc)
-        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or isinstance(root, (asyncio.TimeoutError, TimeoutError)):
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or isinstance(
+            root, (asyncio.TimeoutError, TimeoutError)
+        ):
             return OnvifError(
                 OnvifErrorKind.TIMEOUT, f"{self._where()} did not answer {what} within {self.timeout_s:g} s"
             )
@@ -208,7 +218,9 @@ class OnvifClient:
                 return OnvifError(OnvifErrorKind.UNSUPPORTED, f"{self._where()} does not support {what}")
             if "NoToken" in subcodes or "NoProfile" in subcodes:
                 return OnvifError(OnvifErrorKind.NOT_FOUND, f"{self._where()}: {what}: {fault.message}")
-            return OnvifError(OnvifErrorKind.PROTOCOL, f"{self._where()} refused {what}: {stringify_onvif_error(fault)}")
+            return OnvifError(
+                OnvifErrorKind.PROTOCOL, f"{self._where()} refused {what}: {stringify_onvif_error(fault)}"
+            )
         if isinstance(root, (aiohttp.ClientConnectionError, ConnectionError, OSError)) and not isinstance(
             root, aiohttp.ServerDisconnectedError
         ):
@@ -217,7 +229,9 @@ class OnvifClient:
         text = str(exc)
         if isinstance(exc, ONVIFError) and "support service: ptz" in text:
             return OnvifError(OnvifErrorKind.NO_PTZ, f"{self._where()} has no PTZ service")
-        return OnvifError(OnvifErrorKind.PROTOCOL, f"{self._where()}: {what} failed: {text or type(exc).__name__}")
+        return OnvifError(
+            OnvifErrorKind.PROTOCOL, f"{self._where()}: {what} failed: {text or type(exc).__name__}"
+        )
 
     async def _call(self, what: str, aw: Awaitable[_T]) -> _T:
         try:
@@ -308,6 +322,20 @@ class OnvifClient:
             max_presets=max_presets,
         )
 
+    async def camera_clock_offset(self) -> float:
+        """Read the camera clock again (unauthenticated) and return its offset from ours, in seconds.
+
+        Used by health checks: when a camera's clock jumps (NTP sync after boot) the offset measured at
+        connect time no longer matches and signed requests start failing, so callers reconnect.
+        """
+        if self._cam is None:
+            raise OnvifError(OnvifErrorKind.UNREACHABLE, f"{self._where()} is not connected")
+        devmgmt = await self._call("device service", self._cam.create_devicemgmt_service())
+        res = await self._call("GetSystemDateAndTime", devmgmt.authless_GetSystemDateAndTime())
+        d, t = res.UTCDateTime.Date, res.UTCDateTime.Time
+        cam = dt.datetime(d.Year, d.Month, d.Day, t.Hour, t.Minute, t.Second, tzinfo=dt.timezone.utc)
+        return (cam - dt.datetime.now(dt.timezone.utc)).total_seconds()
+
     async def close(self) -> None:
         cam, self._cam, self._ptz = self._cam, None, None
         if cam is not None:
@@ -323,7 +351,10 @@ class OnvifClient:
     # ---- media -------------------------------------------------------------------------------
     async def stream_uri(self, profile_token: str) -> str:
         media = await self._media()
-        req = {"ProfileToken": profile_token, "StreamSetup": {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}}
+        req = {
+            "ProfileToken": profile_token,
+            "StreamSetup": {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}},
+        }
         res = await self._call("GetStreamUri", media.GetStreamUri(req))
         return str(res.Uri)
 
@@ -349,12 +380,22 @@ class OnvifClient:
         """Pick main/sub by codec and resolution and fetch their RTSP URIs."""
         main_p, sub_p, notes = choose_profiles(self.profiles)
         main = SelectedStream(
-            main_p.token, await self.stream_uri(main_p.token), main_p.encoding, main_p.width, main_p.height, main_p.fps
+            main_p.token,
+            await self.stream_uri(main_p.token),
+            main_p.encoding,
+            main_p.width,
+            main_p.height,
+            main_p.fps,
         )
         sub = None
         if sub_p is not None:
             sub = SelectedStream(
-                sub_p.token, await self.stream_uri(sub_p.token), sub_p.encoding, sub_p.width, sub_p.height, sub_p.fps
+                sub_p.token,
+                await self.stream_uri(sub_p.token),
+                sub_p.encoding,
+                sub_p.width,
+                sub_p.height,
+                sub_p.fps,
             )
         return StreamSelection(main, sub, notes)
 
@@ -396,7 +437,10 @@ class OnvifClient:
 
     async def absolute_move(self, pan: float, tilt: float, zoom: float, speed: float | None = None) -> None:
         ptz, token = self._require_ptz()
-        req: dict[str, Any] = {"ProfileToken": token, "Position": {"PanTilt": {"x": pan, "y": tilt}, "Zoom": {"x": zoom}}}
+        req: dict[str, Any] = {
+            "ProfileToken": token,
+            "Position": {"PanTilt": {"x": pan, "y": tilt}, "Zoom": {"x": zoom}},
+        }
         if speed is not None:
             req["Speed"] = {"PanTilt": {"x": speed, "y": speed}, "Zoom": {"x": speed}}
         await self._call("AbsoluteMove", ptz.AbsoluteMove(req))
@@ -407,7 +451,9 @@ class OnvifClient:
 
     async def goto_preset(self, preset: str) -> None:
         ptz, token = self._require_ptz()
-        await self._call(f"GotoPreset {preset!r}", ptz.GotoPreset({"ProfileToken": token, "PresetToken": preset}))
+        await self._call(
+            f"GotoPreset {preset!r}", ptz.GotoPreset({"ProfileToken": token, "PresetToken": preset})
+        )
 
     async def set_preset(self, name: str | None = None, preset: str | None = None) -> str:
         ptz, token = self._require_ptz()
@@ -421,7 +467,9 @@ class OnvifClient:
 
     async def remove_preset(self, preset: str) -> None:
         ptz, token = self._require_ptz()
-        await self._call(f"RemovePreset {preset!r}", ptz.RemovePreset({"ProfileToken": token, "PresetToken": preset}))
+        await self._call(
+            f"RemovePreset {preset!r}", ptz.RemovePreset({"ProfileToken": token, "PresetToken": preset})
+        )
 
     async def goto_home(self) -> None:
         ptz, token = self._require_ptz()
@@ -442,7 +490,9 @@ class OnvifClient:
         ptz, token = self._require_ptz()
         res = await self._call("GetPresets", ptz.GetPresets({"ProfileToken": token}))
         return [
-            PtzPreset(str(p.token), str(getattr(p, "Name", "") or ""), _position(getattr(p, "PTZPosition", None)))
+            PtzPreset(
+                str(p.token), str(getattr(p, "Name", "") or ""), _position(getattr(p, "PTZPosition", None))
+            )
             for p in res or []
         ]
 
@@ -460,7 +510,9 @@ def _position(pos: Any) -> PtzPosition | None:
 
 
 def _codec_label(enc: str) -> str:
-    return {"H264": "H.264", "H265": "H.265", "HEVC": "H.265", "JPEG": "MJPEG", "MPEG4": "MPEG-4"}.get(enc, enc)
+    return {"H264": "H.264", "H265": "H.265", "HEVC": "H.265", "JPEG": "MJPEG", "MPEG4": "MPEG-4"}.get(
+        enc, enc
+    )
 
 
 def choose_profiles(profiles: list[MediaProfile]) -> tuple[MediaProfile, MediaProfile | None, list[str]]:

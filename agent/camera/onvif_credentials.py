@@ -55,7 +55,9 @@ def load_credentials(path: Path) -> OnvifCredentials:
         else:
             data = tomllib.loads(raw.decode())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CredentialsError(f"camera credentials file {path} is neither valid TOML nor JSON: {exc}") from None
+        raise CredentialsError(
+            f"camera credentials file {path} is neither valid TOML nor JSON: {exc}"
+        ) from None
     try:
         return OnvifCredentials.model_validate(data)
     except ValidationError as exc:

@@ -188,6 +188,10 @@ class CameraPipeline:
         finally:
             if pending is not None:
                 pending[1].cancel()
+            aclose = getattr(frames, "aclose", None)
+            if aclose is not None:  # the camera's sampler owns a decoder and a subscription
+                with contextlib.suppress(Exception):
+                    await aclose()
             await self.close()
 
     def _timed_detect_blocking(self, image: np.ndarray) -> tuple[Sequence[DetectionLike], float]:

@@ -10,7 +10,8 @@ Design choices (each one is a test in tests/test_detect_rules_*.py):
 - State is kept per track id, and the tracker keeps ids through short losses, so a track lost and
   found again continues where it was (no double count). A new id starts with no side: it can
   only count after it is seen on one side and then the other.
-- Zones use a boundary margin too; dwell time runs from the entry and survives short losses.
+- Zones use a boundary margin too; dwell time runs from the entry to the last sighting and
+  survives short losses (a lost track keeps its entry time; it is not counted while unseen).
 """
 
 from __future__ import annotations
@@ -156,11 +157,11 @@ class RulesEngine:
             for zone in self._rules.zones:
                 self._update_zone(ts, t, zone, width, height, out)
         lost_list = list(lost)
-        for t in lost_list:  # a briefly lost track is still where it was: keep the dwell clock running
+        for t in lost_list:  # a briefly lost track keeps its zone state; dwell counts to when last seen
             for zone in self._rules.zones:
                 st = self._zones.get((t.track_id, zone.name))
                 if st is not None and st.inside:
-                    self._check_dwell(ts, t, zone, st, out)
+                    self._check_dwell(t.last_ts, t, zone, st, out)
         for t in removed:
             self._forget(ts, t, out)
         zones = {z.name for z in self._rules.zones}

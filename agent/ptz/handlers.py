@@ -40,13 +40,17 @@ class PtzMoveParams(_Params):
     pan: float = Field(0.0, ge=-1.0, le=1.0)
     tilt: float = Field(0.0, ge=-1.0, le=1.0)
     zoom: float = Field(0.0, ge=-1.0, le=1.0)
-    timeout_s: float | None = Field(None, gt=0, le=120, description="continuous only; capped by ptz.max_move_s")
+    timeout_s: float | None = Field(
+        None, gt=0, le=120, description="continuous only; capped by ptz.max_move_s"
+    )
     speed: float | None = Field(None, gt=0, le=1.0, description="relative/absolute only")
 
     @model_validator(mode="after")
     def _mode_fields(self) -> PtzMoveParams:
         if self.mode == "continuous" and self.speed is not None:
-            raise ValueError("speed applies to relative/absolute moves; continuous moves take pan/tilt/zoom speeds")
+            raise ValueError(
+                "speed applies to relative/absolute moves; continuous moves take pan/tilt/zoom speeds"
+            )
         if self.mode != "continuous" and self.timeout_s is not None:
             raise ValueError("timeout_s applies to continuous moves only")
         if self.mode == "absolute" and self.zoom < 0:
@@ -118,7 +122,12 @@ def register(registry: HandlerRegistry, services: Services) -> None:
 def register_actions(registry: HandlerRegistry, mgr: PtzManager) -> None:
     """Separate from :func:`register` so tests and benches can register against their own manager."""
 
-    @registry.action("ptz_move", PtzMoveParams, needs_camera=True, summary="Move the camera (continuous/relative/absolute).")
+    @registry.action(
+        "ptz_move",
+        PtzMoveParams,
+        needs_camera=True,
+        summary="Move the camera (continuous/relative/absolute).",
+    )
     async def ptz_move(ctx: CommandContext, p: PtzMoveParams) -> dict[str, Any]:
         cam = mgr.camera(p.camera)
         if p.mode == "continuous":
@@ -135,7 +144,9 @@ def register_actions(registry: HandlerRegistry, mgr: PtzManager) -> None:
     async def ptz_goto_preset(ctx: CommandContext, p: PtzPresetParams) -> dict[str, Any]:
         return await mgr.camera(p.camera).goto_preset(_who(ctx), p.preset)
 
-    @registry.action("ptz_set_preset", PtzSetPresetParams, needs_camera=True, summary="Save the current view.")
+    @registry.action(
+        "ptz_set_preset", PtzSetPresetParams, needs_camera=True, summary="Save the current view."
+    )
     async def ptz_set_preset(ctx: CommandContext, p: PtzSetPresetParams) -> dict[str, Any]:
         return await mgr.camera(p.camera).set_preset(_who(ctx), p.name, p.preset)
 
@@ -151,6 +162,8 @@ def register_actions(registry: HandlerRegistry, mgr: PtzManager) -> None:
     async def ptz_status(ctx: CommandContext, p: PtzCameraParams) -> dict[str, Any]:
         return await mgr.camera(p.camera).status(_who(ctx))
 
-    @registry.action("camera_reboot", PtzCameraParams, needs_camera=True, summary="Reboot the camera (ONVIF).")
+    @registry.action(
+        "camera_reboot", PtzCameraParams, needs_camera=True, summary="Reboot the camera (ONVIF)."
+    )
     async def camera_reboot(ctx: CommandContext, p: PtzCameraParams) -> dict[str, Any]:
         return await mgr.camera(p.camera).reboot(_who(ctx))

@@ -45,7 +45,9 @@ class PtzLock:
             return None
         return h
 
-    def acquire(self, requester: str, role: str, unit: str, priority: int) -> tuple[LockHolder, LockHolder | None]:
+    def acquire(
+        self, requester: str, role: str, unit: str, priority: int
+    ) -> tuple[LockHolder, LockHolder | None]:
         """Take or renew the lock. Returns (new holder, preempted holder or None); raises LockBusy."""
         now = self._clock()
         current = self.holder()

@@ -40,7 +40,9 @@ _ONVIF_TO_CODE = {
 
 def to_command_error(camera: str, exc: OnvifError) -> CommandError:
     code = _ONVIF_TO_CODE.get(exc.kind, ErrorCode.UNAVAILABLE)
-    return CommandError(code, f"camera {camera!r}: {exc.message}", {"camera": camera, "onvif": exc.kind.value})
+    return CommandError(
+        code, f"camera {camera!r}: {exc.message}", {"camera": camera, "onvif": exc.kind.value}
+    )
 
 
 def _iso(ts: float) -> str:
@@ -119,7 +121,16 @@ class CameraPtz:
         async with self._op_lock:
             try:
                 client = await self.client()
-                result = await fn(client)
+                try:
+                    result = await fn(client)
+                except OnvifError as exc:
+                    if exc.kind is not OnvifErrorKind.AUTH:
+                        raise
+                    # Credentials worked at connect time, so the likely cause is a camera clock jump
+                    # (NTP sync after boot): reconnect (re-measures the offset) and retry once.
+                    log.info("camera %s: %s refused as unauthorized; reconnecting once", self.name, what)
+                    await self._drop_client()
+                    result = await fn(await self.client())
             except OnvifError as exc:
                 self.last_error = exc.message
                 if exc.kind in (OnvifErrorKind.UNREACHABLE, OnvifErrorKind.TIMEOUT, OnvifErrorKind.AUTH):
@@ -142,6 +153,27 @@ class CameraPtz:
             return None
         return self.capabilities
 
+    async def health_check(self) -> None:
+        """Periodic: reconnect a lost camera, and reconnect when its clock jumped (auth would fail)."""
+        try:
+            if self._client is None or not self._client.connected:
+                await self.client()
+                return
+            offset = await self._client.camera_clock_offset()
+        except OnvifError as exc:
+            self.last_error = exc.message
+            await self._drop_client()
+            return
+        self.last_error = None
+        if self.clock_offset_s is not None and abs(offset - self.clock_offset_s) > 2.0:
+            log.warning(
+                "camera %s: clock jumped by %+.0f s; reconnecting", self.name, offset - self.clock_offset_s
+            )
+            async with self._op_lock:
+                await self._drop_client()
+            with contextlib.suppress(OnvifError):
+                await self.client()
+
     # ---- arbitration ---------------------------------------------------------------------------
     def _admit(self, who: Who, *, needs_lock: bool = True) -> LockHolder | None:
         wait = self.rate.take(who.requester)
@@ -162,12 +194,22 @@ class CameraPtz:
                 ErrorCode.BUSY,
                 f"PTZ of camera {self.name!r} is controlled by {h.requester} ({h.role}, {h.unit or 'no unit'}) "
                 f"until {_iso(h.until)}",
-                {"camera": self.name, "holder": h.requester, "role": h.role, "unit": h.unit, "until": h.until},
+                {
+                    "camera": self.name,
+                    "holder": h.requester,
+                    "role": h.role,
+                    "unit": h.unit,
+                    "until": h.until,
+                },
             ) from None
         if preempted is not None:
             self._emit(
                 "ptz_lock_preempted",
-                {**who.fields(), "preempted_requester": preempted.requester, "preempted_role": preempted.role},
+                {
+                    **who.fields(),
+                    "preempted_requester": preempted.requester,
+                    "preempted_role": preempted.role,
+                },
             )
         return holder
 
@@ -238,20 +280,28 @@ class CameraPtz:
                 await self._onvif("safety stop", lambda c: c.stop())
                 break
             except OnvifError as exc:
-                log.warning("camera %s: safety stop attempt %d failed: %s", self.name, attempt + 1, exc.message)
+                log.warning(
+                    "camera %s: safety stop attempt %d failed: %s", self.name, attempt + 1, exc.message
+                )
                 await asyncio.sleep(0.5)
         self.safety_stops += 1
         self.moving_until = None
 
     # ---- commands ----------------------------------------------------------------------------
     def _lock_info(self, holder: LockHolder | None) -> dict[str, Any] | None:
-        return None if holder is None else {"holder": holder.requester, "role": holder.role, "until": holder.until}
+        return (
+            None
+            if holder is None
+            else {"holder": holder.requester, "role": holder.role, "until": holder.until}
+        )
 
     def _caps(self) -> PtzCapabilities:
         caps = self.capabilities
         if caps is None or not caps.supported:
             raise CommandError(
-                ErrorCode.UNAVAILABLE, f"camera {self.name!r} has no PTZ (fixed camera)", {"camera": self.name}
+                ErrorCode.UNAVAILABLE,
+                f"camera {self.name!r} has no PTZ (fixed camera)",
+                {"camera": self.name},
             )
         return caps
 
@@ -264,11 +314,17 @@ class CameraPtz:
         self._caps()
         return holder
 
-    async def continuous_move(self, who: Who, pan: float, tilt: float, zoom: float, timeout_s: float | None) -> dict[str, Any]:
+    async def continuous_move(
+        self, who: Who, pan: float, tilt: float, zoom: float, timeout_s: float | None
+    ) -> dict[str, Any]:
         holder = await self._prepare(who)
         if not self._caps().continuous:
-            raise CommandError(ErrorCode.UNAVAILABLE, f"camera {self.name!r} does not support continuous moves")
-        duration = min(timeout_s if timeout_s is not None else self.settings.default_move_s, self.settings.max_move_s)
+            raise CommandError(
+                ErrorCode.UNAVAILABLE, f"camera {self.name!r} does not support continuous moves"
+            )
+        duration = min(
+            timeout_s if timeout_s is not None else self.settings.default_move_s, self.settings.max_move_s
+        )
         await self._cancel_stop_timer()
         # Arm our own stop before sending: even if the request times out after the camera got it,
         # the camera stops.
@@ -284,7 +340,9 @@ class CameraPtz:
         return {"camera": self.name, "mode": "continuous", "duration_s": duration, "stops_at": self.moving_until,
                 "lock": self._lock_info(holder)}  # fmt: skip
 
-    async def relative_move(self, who: Who, pan: float, tilt: float, zoom: float, speed: float | None) -> dict[str, Any]:
+    async def relative_move(
+        self, who: Who, pan: float, tilt: float, zoom: float, speed: float | None
+    ) -> dict[str, Any]:
         holder = await self._prepare(who)
         if not self._caps().relative:
             raise CommandError(ErrorCode.UNAVAILABLE, f"camera {self.name!r} does not support relative moves")
@@ -292,7 +350,9 @@ class CameraPtz:
         await self._run("RelativeMove", lambda c: c.relative_move(pan, tilt, zoom, speed), away=True)
         return {"camera": self.name, "mode": "relative", "lock": self._lock_info(holder)}
 
-    async def absolute_move(self, who: Who, pan: float, tilt: float, zoom: float, speed: float | None) -> dict[str, Any]:
+    async def absolute_move(
+        self, who: Who, pan: float, tilt: float, zoom: float, speed: float | None
+    ) -> dict[str, Any]:
         holder = await self._prepare(who)
         if not self._caps().absolute:
             raise CommandError(ErrorCode.UNAVAILABLE, f"camera {self.name!r} does not support absolute moves")
@@ -397,7 +457,9 @@ class CameraPtz:
             "away_from_home": self.away,
             "counting_paused": self.away,
             "moving": self.moving_until is not None and self.moving_until > time.time(),
-            "lock": None if holder is None else {"holder": holder.requester, "role": holder.role, "until": holder.until},
+            "lock": None
+            if holder is None
+            else {"holder": holder.requester, "role": holder.role, "until": holder.until},
             "reachable": self._client is not None and self._client.connected and self.last_error is None,
             "last_error": self.last_error,
             "clock_offset_s": self.clock_offset_s,
@@ -452,6 +514,12 @@ class PtzManager:
         names = list(self.cameras)
         results = await asyncio.gather(*(self.cameras[n].probe() for n in names))
         return {n: (r.as_dict() if r is not None else None) for n, r in zip(names, results, strict=True)}
+
+    async def run_health(self, interval_s: float = 60.0) -> None:
+        """Background task: keep reachability and clock offsets in telemetry current."""
+        while True:
+            await asyncio.gather(*(c.health_check() for c in self.cameras.values()), return_exceptions=True)
+            await asyncio.sleep(interval_s)
 
     def capabilities(self) -> dict[str, dict[str, Any] | None]:
         return {n: (c.capabilities.as_dict() if c.capabilities else None) for n, c in self.cameras.items()}

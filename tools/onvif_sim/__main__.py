@@ -34,7 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ignore-move-timeout", action="store_true", help="ContinuousMove ignores Timeout (runs until Stop)"
     )
-    p.add_argument("--wsd-port", type=int, default=None, help="answer WS-Discovery probes on this UDP port (0=any)")
+    p.add_argument(
+        "--wsd-port", type=int, default=None, help="answer WS-Discovery probes on this UDP port (0=any)"
+    )
     p.add_argument("--wsd-multicast", action="store_true", help="also join 239.255.255.250:3702 (real LAN)")
     p.add_argument("--name", default="EdgeSim")
     p.add_argument("--log-level", default="WARNING")

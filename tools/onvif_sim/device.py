@@ -168,7 +168,7 @@ class SimDevice:
     # ---- media -----------------------------------------------------------------------------
     def _ptz_configuration_xml(self) -> str:
         return (
-            f'<tt:Name>ptz</tt:Name><tt:UseCount>2</tt:UseCount><tt:NodeToken>{NODE_TOKEN}</tt:NodeToken>'
+            f"<tt:Name>ptz</tt:Name><tt:UseCount>2</tt:UseCount><tt:NodeToken>{NODE_TOKEN}</tt:NodeToken>"
             f"<tt:DefaultAbsolutePantTiltPositionSpace>{SPACE_ABS_PT}</tt:DefaultAbsolutePantTiltPositionSpace>"
             f"<tt:DefaultAbsoluteZoomPositionSpace>{SPACE_ABS_Z}</tt:DefaultAbsoluteZoomPositionSpace>"
             f"<tt:DefaultRelativePanTiltTranslationSpace>{SPACE_REL_PT}</tt:DefaultRelativePanTiltTranslationSpace>"
@@ -187,7 +187,9 @@ class SimDevice:
         out = []
         enc = self.cfg.codec
         for p in self.profiles:
-            codec_block = "<tt:H264><tt:GovLength>50</tt:GovLength><tt:H264Profile>Main</tt:H264Profile></tt:H264>"
+            codec_block = (
+                "<tt:H264><tt:GovLength>50</tt:GovLength><tt:H264Profile>Main</tt:H264Profile></tt:H264>"
+            )
             ptz = (
                 f'<tt:PTZConfiguration token="{PTZ_CONF_TOKEN}">{self._ptz_configuration_xml()}</tt:PTZConfiguration>'
                 if self.cfg.ptz

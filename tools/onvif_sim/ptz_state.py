@@ -25,7 +25,9 @@ class Position:
     zoom: float = 0.0
 
     def clamped(self) -> Position:
-        return Position(_clamp(self.pan, PAN_RANGE), _clamp(self.tilt, TILT_RANGE), _clamp(self.zoom, ZOOM_RANGE))
+        return Position(
+            _clamp(self.pan, PAN_RANGE), _clamp(self.tilt, TILT_RANGE), _clamp(self.zoom, ZOOM_RANGE)
+        )
 
     def as_dict(self) -> dict[str, float]:
         return {"pan": round(self.pan, 4), "tilt": round(self.tilt, 4), "zoom": round(self.zoom, 4)}

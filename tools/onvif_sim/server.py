@@ -70,7 +70,15 @@ def build_app(device: SimDevice) -> web.Application:
     async def get_state(request: web.Request) -> web.Response:
         return web.json_response(device.state())
 
+    async def post_control(request: web.Request) -> web.Response:
+        """Test hook: change the device at runtime, e.g. {"clock_offset_s": 600} (an NTP jump)."""
+        data = await request.json()
+        if "clock_offset_s" in data:
+            device.cfg.clock_offset_s = float(data["clock_offset_s"])
+        return web.json_response(device.state())
+
     app = web.Application(client_max_size=MAX_REQUEST_BYTES * 2)
+    app.router.add_post("/sim/control", post_control)
     app.router.add_post("/onvif/{service}", soap)
     app.router.add_get("/snapshot/{name}", get_snapshot)
     app.router.add_get("/sim/state", get_state)

@@ -161,7 +161,6 @@ def find(el: etree._Element | None, path: str) -> etree._Element | None:
 def parse_duration(value: str) -> float:
     """xs:duration subset used by ONVIF timeouts (PTnHnMn.nS)."""
 
-
     m = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", value.strip())
     if not m or value.strip() in ("P", "PT"):
         raise SoapFault("env:Sender", "ter:InvalidArgVal", f"bad duration {value!r}")

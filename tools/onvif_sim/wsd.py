@@ -72,6 +72,8 @@ async def start_responder(
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
         transport, _ = await loop.create_datagram_endpoint(lambda: _Responder(service), sock=sock)
     else:
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Responder(service), local_addr=(host, port))
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Responder(service), local_addr=(host, port)
+        )
     bound = transport.get_extra_info("sockname")[1]
     return transport, bound

@@ -1,0 +1,191 @@
+"""Detection benchmark: whole-pipeline fps on the bundled walkway clip vs model-only fps.
+
+pipeline = decode (PyAV, own thread) + resize to the detection size (swscale, same thread) +
+inference (ONE thread) + tracking + rules/counting + stores, exactly as the agent runs it
+(agent.detect.pipeline.CameraPipeline with its one-ahead inference queue). Every frame of the first
+``--frames`` is processed (no dropping), so fps is the throughput. model_only comes from
+bench/detect_model.py (interpreter invoke only, same model, one thread).
+
+Prints one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.detect.counts import CountStore  # noqa: E402
+from agent.detect.events import EventStore  # noqa: E402
+from agent.detect.pipeline import CameraPipeline  # noqa: E402
+from agent.detect.pipeline_settings import PipelineSettings  # noqa: E402
+from agent.detect.rules_settings import CameraRules  # noqa: E402
+from agent.detect.snapshots import SnapshotStore  # noqa: E402
+
+CLIP = ROOT / "samples" / "walkway.mp4"
+WALKWAY_RULES = CameraRules.model_validate(
+    {
+        "lines": [{"name": "across", "points": [[0.5, 0.3], [0.5, 0.7]], "classes": ["person"]}],
+        "zones": [
+            {
+                "name": "path",
+                "points": [[0.0, 0.35], [1.0, 0.35], [1.0, 0.6], [0.0, 0.6]],
+                "kind": "occupancy",
+            }
+        ],
+    }
+)
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray
+    ts: float
+    pts_s: float | None
+    index: int
+    width: int
+    height: int
+
+
+def detect_size(w: int, h: int, target: int) -> tuple[int, int]:
+    """Fit inside target x target keeping the aspect ratio (even sizes): the detector only pads."""
+    s = target / max(w, h)
+    return max(2, round(w * s / 2) * 2), max(2, round(h * s / 2) * 2)
+
+
+async def decoded_frames(path: Path, limit: int, target: int) -> AsyncIterator[Frame]:
+    """Decode + resize in a thread, hand frames to the loop through a bounded queue (backpressure)."""
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue[Frame | None] = asyncio.Queue()
+    slots = threading.Semaphore(3)
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            with av.open(str(path)) as c:
+                st = c.streams.video[0]
+                st.thread_type = "AUTO"
+                w, h = detect_size(st.codec_context.width, st.codec_context.height, target)
+                for i, fr in enumerate(c.decode(st)):
+                    if i >= limit or stop.is_set():
+                        break
+                    img = fr.reformat(width=w, height=h, format="rgb24").to_ndarray()
+                    slots.acquire()
+                    pts = float(fr.time) if fr.time is not None else i / 10
+                    loop.call_soon_threadsafe(q.put_nowait, Frame(img, time.time(), pts, i, w, h))
+        finally:
+            loop.call_soon_threadsafe(q.put_nowait, None)
+
+    t = threading.Thread(target=worker, name="bench-decode", daemon=True)
+    t.start()
+    try:
+        while (f := await q.get()) is not None:
+            slots.release()
+            yield f
+    finally:
+        stop.set()
+        slots.release()
+
+
+class NullSink:
+    def __init__(self) -> None:
+        self.n = {"events": 0, "counts": 0}
+
+    async def put(self, channel: str, message: Any) -> str:
+        self.n[channel] = self.n.get(channel, 0) + 1
+        return ""
+
+
+async def run_pipeline(detector: Any, frames: int, target: int, tmp: Path) -> dict[str, Any]:
+    sink = NullSink()
+    events, counts = EventStore(tmp / "e.sqlite"), CountStore(tmp / "c.sqlite")
+    snaps = SnapshotStore(tmp / "snaps", 64 * 2**20)
+    with ThreadPoolExecutor(1, thread_name_prefix="infer") as ex:
+        p = CameraPipeline(
+            "bench",
+            detector.detect,
+            ex,
+            sink,
+            PipelineSettings(preview_interval_s=0),
+            WALKWAY_RULES,
+            events,
+            counts,
+            snaps,
+        )
+        t0 = time.perf_counter()
+        await p.run(decoded_frames(CLIP, frames, target))
+        wall = time.perf_counter() - t0
+    events.close()
+    counts.close()
+    ms = sorted(p.stats.infer_ms)
+    return {
+        "frames": p.stats.frames,
+        "wall_s": wall,
+        "fps": p.stats.frames / wall,
+        "detect_call_p50_ms": ms[len(ms) // 2],
+        "tracks": p.tracker._next_id - 1,
+        "crossings": dict(p.totals),
+        "events": sink.n["events"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--model-runs", type=int, default=60)
+    args = ap.parse_args()
+
+    from agent.detect.model import load_detector
+    from agent.detect.settings import ModelSettings
+
+    from bench.detect_model import model_only_ms
+
+    settings = ModelSettings(threads=1)
+    detector = load_detector(settings)
+    target = int(
+        getattr(detector, "input_size", 416)
+        if not isinstance(getattr(detector, "input_size", 416), tuple)
+        else detector.input_size[0]
+    )
+    model_ms = float(model_only_ms(settings, runs=args.model_runs))
+    with tempfile.TemporaryDirectory() as d:
+        # Warm-up (interpreter allocation, page faults) outside the timed run.
+        asyncio.run(run_pipeline(detector, 10, target, Path(d)))
+    with tempfile.TemporaryDirectory() as d:
+        r = asyncio.run(run_pipeline(detector, args.frames, target, Path(d)))
+    model_fps = 1000.0 / model_ms
+    out = {
+        "clip": CLIP.name,
+        "frames": r["frames"],
+        "detect_size": list(detect_size(768, 576, target)),
+        "inference_threads": 1,
+        "model_only_ms": round(model_ms, 2),
+        "model_only_fps": round(model_fps, 2),
+        "pipeline_fps": round(r["fps"], 2),
+        "pipeline_ratio": round(r["fps"] / model_fps, 3),
+        "detect_call_p50_ms": round(r["detect_call_p50_ms"], 2),
+        "tracks_started": r["tracks"],
+        "line_crossings": r["crossings"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
