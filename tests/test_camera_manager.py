@@ -73,7 +73,11 @@ async def test_manager_main_sub_and_file_cameras(rtsp_camera: RtspCamera) -> Non
         stats = gate.stats()
         assert stats["main_subscribers"] == 1 and (stats["main_packets"] or 0) > 0
         # The telemetry/birth model accepts the status as is.
-        assert CameraState.model_validate(st.model_dump()).state == "online"
+        announced = CameraState.model_validate(st.model_dump())
+        assert announced.state == "online" and announced.capabilities == {
+            "sub_stream": True,
+            "source": "rtsp",
+        }
 
         rtsp_camera.stop()
         await wait_until(lambda: gate.status().state != "online", 10, "gate offline")

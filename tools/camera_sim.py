@@ -42,6 +42,7 @@ except (ImportError, ValueError) as exc:  # pragma: no cover - depends on the ma
     )
     sys.exit(3)
 
+EXIT_CANNOT_LISTEN = 5  # (2 = bad arguments, 3 = GStreamer missing, 4 = unreadable clip)
 H264_AU_CAPS = "video/x-h264,stream-format=byte-stream,alignment=au"
 
 
@@ -54,9 +55,10 @@ class LoopingClip:
         self._targets: list[Gst.Element] = []
         self.loops = 0
         self.pipeline = Gst.parse_launch(
-            f'filesrc location="{path}" ! qtdemux ! h264parse config-interval=-1 ! '
+            "filesrc name=file ! qtdemux ! h264parse config-interval=-1 ! "
             f"{H264_AU_CAPS} ! appsink name=sink sync=true emit-signals=true max-buffers=8"
         )
+        self.pipeline.get_by_name("file").set_property("location", str(path))  # no quoting issues
         sink = self.pipeline.get_by_name("sink")
         sink.connect("new-sample", self._on_sample)
         bus = self.pipeline.get_bus()
@@ -65,7 +67,9 @@ class LoopingClip:
 
     def start(self) -> None:
         self.pipeline.set_state(Gst.State.PAUSED)
-        self.pipeline.get_state(Gst.CLOCK_TIME_NONE)
+        ret, _, _ = self.pipeline.get_state(10 * Gst.SECOND)
+        if ret != Gst.StateChangeReturn.SUCCESS:
+            raise RuntimeError(f"mount {self.name}: cannot read the clip (an MP4 with H.264 is expected)")
         # First seek is flushing (to arm SEGMENT mode); later ones must not flush.
         self.pipeline.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.SEGMENT, 0)
         self.pipeline.set_state(Gst.State.PLAYING)
@@ -173,9 +177,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if server.attach(None) == 0:
         sys.stderr.write(f"camera_sim: cannot listen on {args.host}:{args.port}\n")
-        return 2
-    for clip in clips:
-        clip.start()
+        return EXIT_CANNOT_LISTEN
+    try:
+        for clip in clips:
+            clip.start()
+    except RuntimeError as exc:
+        sys.stderr.write(f"camera_sim: {exc}\n")
+        for clip in clips:
+            clip.stop()
+        return 4
 
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"READY rtsp://{host}:{server.get_bound_port()}/", flush=True)

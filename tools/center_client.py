@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 import threading
 import uuid
@@ -63,7 +64,11 @@ class CenterClient:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600 if self.creds.persistent else 0
         self.client.connect_async(
-            self.creds.host, self.creds.port, keepalive=30, clean_start=not self.creds.persistent, properties=props
+            self.creds.host,
+            self.creds.port,
+            keepalive=30,
+            clean_start=not self.creds.persistent,
+            properties=props,
         )
         self.client.loop_start()
         await asyncio.wait_for(self.connected.wait(), 15)
@@ -75,6 +80,9 @@ class CenterClient:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
             return
+        sock = client.socket()
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         subs = [(f"{self.root}/+/resp/{self.creds.name}", 1)]
         if self._watch:
             subs.append((f"{self.root}/{self._watch}", 1))

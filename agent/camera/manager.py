@@ -11,9 +11,9 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agent.camera.fanout import PacketFanout
 from agent.camera.frames import FrameSampler
@@ -58,6 +58,7 @@ class CameraStatus(BaseModel):
     height: int | None = None
     codec: str | None = None
     sub_state: Literal["online", "offline", "connecting", "disabled"] | None = None
+    capabilities: dict[str, Any] = Field(default_factory=dict, description="sub_stream, source (rtsp|file).")
 
 
 class UnknownCamera(KeyError):
@@ -138,6 +139,10 @@ class CameraRuntime:
             height=info.height if info else None,
             codec=info.codec if info else None,
             sub_state=_public_state(self._sub_src.status().state) if self._sub_src else None,
+            capabilities={
+                "sub_stream": self.sub is not None,
+                "source": "file" if self.settings.file else "rtsp",
+            },
         )
 
     def stats(self) -> dict[str, int | float | None]:

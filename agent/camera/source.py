@@ -169,12 +169,15 @@ class PacketSource:
         self._thread.start()
 
     async def stop(self) -> None:
-        """Stop the reader; waits (off the loop) at most about ``read_timeout`` for the thread."""
+        """Stop the reader; waits (off the loop) at most about ``read_timeout`` for the thread.
+
+        A thread stuck in a blocking FFmpeg call past that is left to finish on its own (it is a
+        daemon, checks the stop flag after every call, and publishes nothing once stopped)."""
         thread, self._thread = self._thread, None
         if thread is None:
             return
         self._stop.set()
-        await asyncio.to_thread(thread.join, self.read_timeout + 2.0)
+        await asyncio.to_thread(thread.join, self.read_timeout + 0.5)
         self._set_state(CameraState.STOPPED)
 
     def status(self) -> SourceStatus:
@@ -247,6 +250,8 @@ class PacketSource:
             container = None
             try:
                 container = self._open()
+                if self._stop.is_set():
+                    break
                 if not container.streams.video:
                     raise _StreamEnded("no video stream")
                 stream = container.streams.video[0]

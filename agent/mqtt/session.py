@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -50,6 +51,20 @@ class PublishRefused(Exception):
 def full_jitter_backoff(attempt: int, base: float, cap: float) -> float:
     """AWS-style full jitter: uniform(0, min(cap, base * 2^attempt))."""
     return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
+
+
+def _set_nodelay(client: mqtt.Client) -> None:
+    """Small request/response packets must not wait for Nagle + delayed ACK (~40 ms per hop)."""
+    sock = client.socket()
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+
+def _queue_only(*_args: Any) -> None:
+    """See MqttSession._new_client: makes paho leave socket writes to the network thread."""
 
 
 @dataclass
@@ -188,6 +203,11 @@ class MqttSession:
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        # Without a paho-owned thread, publish() would write to the TLS socket from the calling
+        # thread while our network thread reads it: two threads on one SSL object corrupt the
+        # stream ("bad record mac"). With a socket-write callback registered, publish() only
+        # queues the packet and wakes our loop through paho's socket pair; all I/O stays here.
+        client.on_socket_register_write = _queue_only
         return client
 
     def _run(self) -> None:
@@ -275,6 +295,7 @@ class MqttSession:
             client.disconnect()
             return
         self.last_error = None
+        _set_nodelay(client)
         client.subscribe(self.topics.cmd, qos=1)
         log.info(
             "connected to %s:%s as %s", self.settings.center.host, self.settings.center.port, self.device_id
