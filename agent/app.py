@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent import __version__
+from agent.camera.manager import CameraManager, CameraStatus
 from agent.config import AgentSettings
 from agent.health import handlers as health_handlers
 from agent.health.telemetry import Telemetry, camera_states
@@ -64,6 +65,8 @@ class AgentApp:
         settings.storage.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.outbox = Outbox(outbox_path, settings.device.id, int(settings.storage.outbox_max_mb * 2**20))
         self.services = Services(settings=settings, outbox=self.outbox)
+        self.services.cameras = CameraManager(settings.cameras, on_state=self._camera_changed)
+        self._birth_task: asyncio.Task[None] | None = None
         self.telemetry = Telemetry(self.services)
 
     def birth(self) -> StateMessage:
@@ -85,8 +88,6 @@ class AgentApp:
         """Every action an agent can register (for documentation checks): build one on a scratch dir."""
         import tempfile
 
-        from agent.config import AgentSettings
-
         with tempfile.TemporaryDirectory() as tmp:
             settings = AgentSettings.model_validate(
                 {
@@ -106,6 +107,24 @@ class AgentApp:
 
     def register_handlers(self) -> None:
         health_handlers.register(self.registry, self.services, self.telemetry)
+
+    def _camera_changed(self, status: CameraStatus) -> None:
+        """Keep the retained state true: re-announce (debounced) when a camera goes on/offline."""
+        log.info(
+            "camera %s is %s%s",
+            status.name,
+            status.state,
+            f": {status.last_error}" if status.last_error else "",
+        )
+        if self._birth_task is None or self._birth_task.done():
+            self._birth_task = asyncio.ensure_future(self._reannounce())
+
+    async def _reannounce(self) -> None:
+        await asyncio.sleep(1.0)
+        session = self.services.session
+        if session is not None and session.connected.is_set():
+            with contextlib.suppress(Exception):
+                await session.publish_birth()
 
     def camera_names(self) -> set[str]:
         return {c.name for c in self.settings.cameras}
@@ -137,6 +156,9 @@ class AgentApp:
         # so the birth message lists every action and capability.
 
         await session.start()
+        if s.cameras is not None:
+            await s.cameras.start()
+            self._stoppers.append(s.cameras.stop)
         self._spawn(self.sender.run(), "outbox")
         self._spawn(self.telemetry.run(), "telemetry")
 

@@ -8,9 +8,10 @@ import time
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent import __version__
+from agent.camera.manager import CameraStatus
 from agent.config import Location
 from agent.health.telemetry import Telemetry, camera_states
-from agent.mqtt.messages import CameraState, OutboxStats
+from agent.mqtt.messages import OutboxStats
 from agent.mqtt.registry import CommandContext, HandlerRegistry
 from agent.services import Services
 
@@ -36,7 +37,7 @@ class StatusResult(BaseModel):
     owner_org: str
     location: Location
     uptime_s: float
-    cameras: list[CameraState]
+    cameras: list[CameraStatus]
     outbox: OutboxStats
     features: dict[str, object]
 

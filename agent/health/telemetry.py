@@ -12,7 +12,8 @@ from typing import Any
 
 import psutil
 
-from agent.mqtt.messages import CameraState, OutboxStats, TelemetryMessage
+from agent.camera.manager import CameraStatus
+from agent.mqtt.messages import OutboxStats, TelemetryMessage
 from agent.services import Services
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,10 @@ def read_temperature(path: Path) -> float | None:
         return None
 
 
-def camera_states(services: Services) -> list[CameraState]:
+def camera_states(services: Services) -> list[CameraStatus]:
     if services.cameras is None:
         return []
-    return [CameraState.model_validate(rt.status().model_dump()) for rt in services.cameras.runtimes()]
+    return [rt.status() for rt in services.cameras.runtimes()]
 
 
 class Telemetry:

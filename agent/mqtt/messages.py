@@ -11,22 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agent.camera.manager import CameraStatus
 from agent.config import Location
 
-
-class CameraState(BaseModel):
-    """A camera as announced in the birth message and telemetry."""
-
-    name: str
-    state: Literal["online", "offline", "connecting", "disabled"] = "connecting"
-    last_error: str | None = None
-    codec: str | None = None
-    width: int | None = None
-    height: int | None = None
-    fps: float | None = None
-    last_frame_ts: float | None = None
-    reconnects: int = 0
-    capabilities: dict[str, Any] = Field(default_factory=dict, description="e.g. ptz, sub_stream, presets.")
+__all__ = ["DurableMessage", "OutboxStats", "StateMessage", "TelemetryMessage"]
 
 
 class StateMessage(BaseModel):
@@ -40,7 +28,7 @@ class StateMessage(BaseModel):
     version: str | None = None
     owner_org: str | None = None
     location: Location | None = None
-    cameras: list[CameraState] = Field(default_factory=list)
+    cameras: list[CameraStatus] = Field(default_factory=list)
     capabilities: dict[str, Any] = Field(default_factory=dict)
     actions: list[str] = Field(default_factory=list, description="Command actions this device understands.")
     started_at: float | None = None
@@ -68,7 +56,7 @@ class TelemetryMessage(BaseModel):
     disk_free_mb: float
     disk_used_percent: float
     temperature_c: float | None = Field(None, description="Board temperature where the board reports one.")
-    cameras: list[CameraState] = Field(default_factory=list)
+    cameras: list[CameraStatus] = Field(default_factory=list)
     outbox: OutboxStats
     mqtt_reconnects: int = 0
     features: dict[str, Any] = Field(

@@ -10,6 +10,7 @@ PUBACK reason codes are checked: a broker that refuses a publish (ACL: 135) is a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -56,11 +57,9 @@ def full_jitter_backoff(attempt: int, base: float, cap: float) -> float:
 def _set_nodelay(client: mqtt.Client) -> None:
     """Small request/response packets must not wait for Nagle + delayed ACK (~40 ms per hop)."""
     sock = client.socket()
-    if sock is not None:
-        try:
+    if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
 
 
 def _queue_only(*_args: Any) -> None:
