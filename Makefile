@@ -13,7 +13,7 @@ BENCHES :=
 DEB_PACKAGES := mosquitto mosquitto-clients openssl ffmpeg \
 	gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-base \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly \
-	gstreamer1.0-libav python3-gi python3-gst-1.0 chromium nodejs npm
+	gstreamer1.0-libav python3-gi python3-gst-1.0 chromium
 
 .PHONY: run test lint typecheck unit schemas bench sysdeps venv clean help
 

@@ -67,6 +67,7 @@ class AgentApp:
         self.services = Services(settings=settings, outbox=self.outbox)
         self.services.cameras = CameraManager(settings.cameras, on_state=self._camera_changed)
         self._birth_task: asyncio.Task[None] | None = None
+        self._announced_states: dict[str, str] = {}
         self.telemetry = Telemetry(self.services)
 
     def birth(self) -> StateMessage:

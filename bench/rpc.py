@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from agent.app import AgentApp  # noqa: E402
 from tests.fixtures.agent import AgentProcess, agent_config, settings_from, start_center  # noqa: E402
-from tests.fixtures.broker import Broker  # noqa: E402
+from tools.local_broker import Broker  # noqa: E402
 
 PINGS = 1000
 EVENTS = 5000

@@ -124,11 +124,7 @@ class MqttSession:
                 )
             except (NotConnected, PublishRefused, TimeoutError) as exc:
                 log.warning("could not publish clean offline state: %s", exc)
-        self._stopping.set()
-        with self._lock:
-            client = self._client
-        if client is not None:
-            client.disconnect()
+        self._stopping.set()  # the network thread sends DISCONNECT itself (all socket I/O stays there)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, timeout)
         self._fail_inflight(NotConnected("session stopped"))
@@ -234,10 +230,11 @@ class MqttSession:
                         self._note_error("no CONNACK from the broker")
                         break
                 if self._stopping.is_set():
-                    # drain the DISCONNECT packet
-                    for _ in range(5):
-                        if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
-                            break
+                    # A clean DISCONNECT: the broker then discards the will (no false "lost").
+                    client.disconnect()
+                    deadline = time.monotonic() + 2.0
+                    while time.monotonic() < deadline and client.loop(timeout=0.05) == mqtt.MQTT_ERR_SUCCESS:
+                        pass
                     break
                 if time.monotonic() - connected_at > 60:
                     attempt = 0  # the last connection was healthy: start the backoff over
