@@ -65,6 +65,9 @@ def version() -> None:
 
 
 # [wiring: cli] sub-apps of other packages are mounted here.
+from agent.policy.cli import audit_app  # noqa: E402
+
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

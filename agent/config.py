@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.policy.settings import PolicySettings
+
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.toml")
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -156,6 +158,7 @@ class AgentSettings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AgentSettings:

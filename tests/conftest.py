@@ -7,5 +7,6 @@ pytest_plugins: list[str] = [
     "tests.fixtures.detect",
     "tests.fixtures.agent",
     "tests.fixtures.broker",
+    "tests.fixtures.grants",
     "tests.fixtures.onvif",
 ]

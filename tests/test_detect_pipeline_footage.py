@@ -8,12 +8,10 @@ as on a camera; the model runs with 2 threads; only a bounded number of frames i
 
 from __future__ import annotations
 
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from agent.detect.pipeline import CameraPipeline

@@ -62,7 +62,9 @@ async def test_killed_agent_is_marked_offline_by_its_last_will(
     await client.stop()
 
 
-async def test_command_round_trip_and_bad_commands(broker: Any, agent_process: AgentProcess) -> None:
+async def test_command_round_trip_and_bad_commands(
+    broker: Any, agent_process: AgentProcess, authority: Any
+) -> None:
     agent_process.start()
     client, rec = await start_center(broker, watch="+/state")
     await rec.wait_for("/state", is_online, timeout=20)
@@ -70,6 +72,17 @@ async def test_command_round_trip_and_bad_commands(broker: Any, agent_process: A
     assert r["ok"] is True and r["result"]["echo"] == "hi" and r["action"] == "ping"
     r = await client.command("box-01", "get_status")
     assert r["ok"] is False and r["error"]["code"] == "unauthorized"  # no grant
+    grant = authority.grant(
+        role="operator_unit", actions=["get_status"], aud="box-01", area={"province": "01"}
+    )
+    r = await client.command("box-01", "get_status", grant=grant)
+    assert r["ok"] is True, r
+    assert r["result"]["device_id"] == "box-01" and r["result"]["outbox"]["pending"] >= 0
+    other = authority.grant(
+        role="operator_unit", actions=["get_status"], aud="box-01", area={"province": "79"}
+    )
+    r = await client.command("box-01", "get_status", grant=other)
+    assert r["error"]["code"] == "forbidden" and "outside the grant's area" in r["error"]["message"]
     r = await client.command("box-01", "ping", raw=b"\xff not json")
     assert r["error"]["code"] == "malformed" and r["id"] is None
     r = await client.command("box-01", "ping", raw=json.dumps({"id": "x1", "action": 5}).encode())

@@ -48,7 +48,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.chmod(0o600)
 
 
-class TestCA:
+class LocalCA:
     """Just enough CA for a test broker: a root, a server certificate, client certificates."""
 
     def __init__(self, directory: Path) -> None:
@@ -108,7 +108,7 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, directory: Path, ca: TestCA) -> None:
+    def __init__(self, directory: Path, ca: LocalCA) -> None:
         self.dir = directory
         self.ca = ca
         self.host = "127.0.0.1"
@@ -153,7 +153,7 @@ acl_file {directory / "acl"}
     @classmethod
     def create(cls, directory: Path) -> Broker:
         directory.mkdir(parents=True, exist_ok=True)
-        return cls(directory, TestCA(directory / "pki"))
+        return cls(directory, LocalCA(directory / "pki"))
 
     def issue_device(self, device_id: str) -> ClientCreds:
         return self.ca.issue(device_id)

@@ -58,6 +58,7 @@ class CountAggregator:
         self.bucket_s = bucket_s
         self._cur: _Bucket | None = None
         self._rules: list[str] = []
+        self._closed_until: float | None = None  # end of the last closed bucket
 
     def set_rule_names(self, names: Iterable[str]) -> None:
         self._rules = sorted(names)
@@ -65,6 +66,14 @@ class CountAggregator:
     def _bucket_for(self, ts: float) -> tuple[_Bucket, list[CountRecord]]:
         start = math.floor(ts / self.bucket_s) * self.bucket_s
         closed: list[CountRecord] = []
+        if self._closed_until is not None and start < self._closed_until:
+            # A late frame of a bucket already closed by the timer goes to the next one, so a
+            # bucket is never emitted twice (the store would replace the first with the second).
+            # A large clock step back (NTP) starts afresh instead.
+            if start >= self._closed_until - 2 * self.bucket_s:
+                start = self._closed_until
+            else:
+                self._closed_until = None
         if self._cur is not None and self._cur.start != start:
             # Next bucket (or the clock stepped back): close what we have rather than mix buckets.
             closed.append(self._close(self._cur))
@@ -114,6 +123,7 @@ class CountAggregator:
         return [rec]
 
     def _close(self, b: _Bucket) -> CountRecord:
+        self._closed_until = b.start + self.bucket_s
         return CountRecord(
             camera=self.camera,
             start=b.start,

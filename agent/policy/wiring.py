@@ -1,38 +1,74 @@
-"""Builds the policy gate and the audit log for the app (placeholder until the policy package lands)."""
+"""Builds the policy gate and the audit log from settings, for the app."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from agent.mqtt.envelope import CommandEnvelope, CommandError, ErrorCode
-from agent.mqtt.registry import ActionSpec, HandlerRegistry
-from agent.policy.context import AuthContext
+from cryptography.hazmat.primitives import serialization
+
+from agent.mqtt.registry import HandlerRegistry
+from agent.policy import handlers
+from agent.policy.audit import AuditLog, AuditRecord, SigningKey
+from agent.policy.gate import PolicyGate
+from agent.policy.matrix import PolicyMatrix
+from agent.policy.replay import ReplayCache
+from agent.policy.trust import TrustStore
 from agent.services import Services
 
-
-class _LivenessOnlyGate:
-    async def authorize(self, env: CommandEnvelope, spec: ActionSpec, camera: str | None) -> AuthContext:
-        if not spec.requires_grant:
-            return AuthContext(requester="anonymous", role="anonymous")
-        raise CommandError(ErrorCode.UNAUTHORIZED, "no trust anchors installed")
+log = logging.getLogger(__name__)
 
 
-class _NullAudit:
-    async def decision(self, *a: Any, **k: Any) -> None:
+def load_device_key(services: Services) -> SigningKey | None:
+    path = services.settings.key_file
+    if not path.is_file():
+        log.warning("no device key at %s: audit checkpoints will not be signed", path)
         return None
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-    async def result(self, *a: Any, **k: Any) -> None:
-        return None
-
-    async def event(self, *a: Any, **k: Any) -> None:
-        return None
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
+        raise ValueError(f"{path}: device key must be ECDSA or Ed25519")
+    return key
 
 
 async def build_policy(
     services: Services, registry: HandlerRegistry
-) -> tuple[Any, Any, Callable[[], Awaitable[None]]]:
-    async def stop() -> None:
-        return None
+) -> tuple[PolicyGate, AuditLog, Callable[[], Awaitable[None]]]:
+    s = services.settings
+    trust_file = s.policy.trust_file or services.state_dir / "trust" / "keyset.json"
+    trust = TrustStore(trust_file)
+    if not trust.loaded:
+        log.warning("no trusted key set at %s: every command that needs a grant will be refused", trust_file)
+    policy = PolicyMatrix.load(s.policy.policy_file)
+    replay = ReplayCache(services.state_dir / "replay.sqlite")
 
-    return _LivenessOnlyGate(), _NullAudit(), stop
+    async def sink(rec: AuditRecord) -> None:
+        await services.outbox.put("audit", rec)
+
+    audit = AuditLog(
+        services.state_dir / "audit" / "audit.log",
+        load_device_key(services),
+        sink=sink,
+        checkpoint_every=s.policy.audit_checkpoint_every,
+        checkpoint_interval_s=s.policy.audit_checkpoint_interval_s,
+    )
+    gate = PolicyGate(
+        device_id=s.device.id,
+        owner_org=s.device.owner_org,
+        location=s.device.location,
+        trust=trust,
+        policy=policy,
+        replay=replay,
+        clock_skew_s=s.policy.clock_skew_s,
+    )
+    services.extras["policy"] = policy
+    services.extras["trust"] = trust
+    handlers.register(registry, services, trust)
+
+    async def stop() -> None:
+        audit.checkpoint_sync()
+        audit.close()
+        replay.close()
+
+    return gate, audit, stop

@@ -1,0 +1,244 @@
+"""The policy gate: the only way a command reaches a handler.
+
+Deny by default. A command must carry a grant signed by a key the device trusts for grants, meant
+for this device (audience), valid now (small clock-skew allowance), not replayed, whose role may
+perform the action (policy matrix), whose area covers the device's location, whose camera list
+covers the camera, with a stated purpose. Extraction also needs a leadership approval grant.
+The broker is not trusted: anyone who can publish on the command topic still needs the center's
+signature.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.config import Location
+from agent.mqtt.envelope import CommandEnvelope, CommandError, ErrorCode
+from agent.mqtt.registry import ActionSpec
+from agent.policy.context import AuthContext
+from agent.policy.matrix import PolicyMatrix
+from agent.policy.replay import ReplayCache
+from agent.policy.trust import ALLOWED_ALGS, TrustStore
+
+MAX_GRANT_BYTES = 8192
+
+
+class Area(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    province: str | None = None
+    district: str | None = None
+    commune: str | None = None
+
+
+class GrantClaims(BaseModel):
+    """Claims every grant must carry (beyond the registered iss/aud/nbf/exp/iat/jti)."""
+
+    model_config = ConfigDict(extra="allow")
+    sub: str = Field(..., min_length=1, max_length=128)
+    unit: str = Field("", max_length=128)
+    role: str = Field(..., min_length=1, max_length=64)
+    actions: list[str] = Field(..., max_length=64)
+    area: Area = Field(default_factory=Area)
+    cameras: list[str] | None = Field(None, max_length=256)
+    purpose: str = Field(..., min_length=3, max_length=1024)
+    purpose_ref: str = Field("", max_length=256)
+    org: str | None = Field(None, max_length=128)
+    jti: str = Field(..., min_length=8, max_length=128)
+    nbf: float
+    exp: float
+
+
+class ApprovalClaims(GrantClaims):
+    approves: str
+    camera: str
+    start: float
+    end: float
+
+
+def _deny(code: ErrorCode, message: str, **details: Any) -> CommandError:
+    return CommandError(code, message, details)
+
+
+class PolicyGate:
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        owner_org: str,
+        location: Location,
+        trust: TrustStore,
+        policy: PolicyMatrix,
+        replay: ReplayCache,
+        clock_skew_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.device_id = device_id
+        self.owner_org = owner_org
+        self.location = location
+        self.trust = trust
+        self.policy = policy
+        self.replay = replay
+        self.skew = clock_skew_s
+        self.clock = clock
+        loc = location
+        self.audiences = [
+            device_id,
+            f"area:{loc.province}",
+            f"area:{loc.province}/{loc.district}",
+            f"area:{loc.province}/{loc.district}/{loc.commune}",
+        ]
+
+    async def authorize(self, env: CommandEnvelope, spec: ActionSpec, camera: str | None) -> AuthContext:
+        # Pure CPU work of a few hundred microseconds (see `make bench-grant`): no thread hop.
+        return self.check(env, spec, camera)
+
+    def check(self, env: CommandEnvelope, spec: ActionSpec, camera: str | None) -> AuthContext:
+        if not spec.requires_grant:
+            return AuthContext(requester="anonymous", role="anonymous")
+        if not env.grant:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{spec.name} needs a grant")
+        raw = self._verify(env.grant, "grant")
+        claims = self._claims(GrantClaims, raw, "grant")
+        self._authorize_claims(claims, spec, camera)
+        approval: dict[str, Any] | None = None
+        if spec.needs_approval:
+            approval = self._check_approval(env, claims, camera)
+        reason = self.replay.check_and_record(claims.jti, claims.exp, spec.grant_use, camera or "")
+        if reason is not None:
+            raise _deny(ErrorCode.REPLAYED, reason, grant_id=claims.jti)
+        return AuthContext(
+            requester=claims.sub,
+            unit=claims.unit,
+            role=claims.role,
+            purpose=claims.purpose,
+            purpose_ref=claims.purpose_ref,
+            grant_id=claims.jti,
+            cameras=claims.cameras,
+            expires_at=claims.exp,
+            claims=raw,
+            approval=approval,
+        )
+
+    # ---------------------------------------------------------------- token
+    def _verify(self, token: str, usage: str) -> dict[str, Any]:
+        if len(token) > MAX_GRANT_BYTES:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} larger than {MAX_GRANT_BYTES} bytes")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"malformed {usage}: {exc}") from None
+        alg = header.get("alg")
+        if alg not in ALLOWED_ALGS:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} algorithm {alg!r} not allowed (EdDSA or ES256)")
+        found = self.trust.key(str(header.get("kid")), usage)
+        if found is None:
+            raise _deny(
+                ErrorCode.UNAUTHORIZED,
+                f"{usage} signed by an unknown or unsuitable key",
+                kid=header.get("kid"),
+            )
+        key, key_alg = found
+        if key_alg != alg:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} algorithm does not match its key")
+        try:
+            return jwt.decode(  # type: ignore[no-any-return]
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.audiences,
+                leeway=self.skew,
+                options={"require": ["exp", "nbf", "jti", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} not yet valid") from None
+        except jwt.InvalidAudienceError:
+            raise _deny(
+                ErrorCode.UNAUTHORIZED, f"{usage} is not addressed to this device or its area (audience)"
+            ) from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} rejected: {exc}") from None
+        except jwt.InvalidSignatureError:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} signature is invalid") from None
+        except jwt.PyJWTError as exc:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} invalid: {exc}") from None
+
+    @staticmethod
+    def _claims(model: type[GrantClaims], raw: dict[str, Any], usage: str) -> Any:
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors(include_url=False)[:5])
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} claims incomplete or invalid: {fields}") from None
+
+    # ---------------------------------------------------------------- policy
+    def _authorize_claims(self, c: GrantClaims, spec: ActionSpec, camera: str | None) -> None:
+        role = self.policy.role(c.role)
+        if role is None:
+            raise _deny(ErrorCode.FORBIDDEN, f"unknown role {c.role!r}")
+        if not self.policy.allows(c.role, spec.name):
+            raise _deny(ErrorCode.FORBIDDEN, f"role {c.role} may not {spec.name}")
+        if spec.name not in c.actions:
+            raise _deny(ErrorCode.FORBIDDEN, f"the grant does not include {spec.name}")
+        if c.exp - c.nbf > self.policy.max_ttl(c.role, spec.name) + 1:
+            raise _deny(
+                ErrorCode.FORBIDDEN,
+                f"grant lifetime {c.exp - c.nbf:.0f} s exceeds {self.policy.max_ttl(c.role, spec.name)} s for {spec.name}",
+            )
+        self._check_area(role.scope, c)
+        if role.cameras_required and not c.cameras:
+            raise _deny(ErrorCode.FORBIDDEN, f"role {c.role} needs a grant that names its cameras")
+        if spec.needs_camera and c.cameras is not None and camera not in c.cameras:
+            raise _deny(ErrorCode.FORBIDDEN, f"the grant does not cover camera {camera!r}")
+
+    def _check_area(self, scope: str, c: GrantClaims) -> None:
+        loc, area = self.location, c.area
+        if scope == "own_org":
+            if c.org != self.owner_org:
+                raise _deny(ErrorCode.FORBIDDEN, "installer grants cover only the organization's own devices")
+            return
+        levels = {"province": ("province",), "district": ("province", "district")}.get(
+            scope, ("province", "district", "commune")
+        )
+        if scope == "grant":  # purpose-bound grants: every level the grant names must match
+            levels = tuple(lv for lv in ("province", "district", "commune") if getattr(area, lv) is not None)
+            if not levels:
+                raise _deny(ErrorCode.FORBIDDEN, "the grant names no area")
+        for level in levels:
+            want = getattr(area, level)
+            if want is None:
+                raise _deny(ErrorCode.FORBIDDEN, f"role scope {scope} needs area.{level} in the grant")
+            if want != getattr(loc, level):
+                raise _deny(
+                    ErrorCode.FORBIDDEN,
+                    f"device is outside the grant's area ({level} {getattr(loc, level)} not {want})",
+                )
+
+    def _check_approval(self, env: CommandEnvelope, c: GrantClaims, camera: str | None) -> dict[str, Any]:
+        if not env.approval:
+            raise _deny(ErrorCode.FORBIDDEN, "extraction needs an approval from provincial police leadership")
+        raw = self._verify(env.approval, "approval")
+        a: ApprovalClaims = self._claims(ApprovalClaims, raw, "approval")
+        role = self.policy.role(a.role)
+        if role is None or "export_clip" not in role.approves:
+            raise _deny(ErrorCode.FORBIDDEN, f"role {a.role} cannot approve extraction")
+        self._check_area(role.scope, a)
+        start, end = env.params.get("start"), env.params.get("end")
+        if a.approves != c.jti:
+            raise _deny(ErrorCode.FORBIDDEN, "the approval refers to another request")
+        if a.camera != camera:
+            raise _deny(ErrorCode.FORBIDDEN, "the approval covers another camera")
+        if (
+            not isinstance(start, (int, float))
+            or not isinstance(end, (int, float))
+            or start < a.start
+            or end > a.end
+        ):
+            raise _deny(ErrorCode.FORBIDDEN, "the requested time range is outside the approved one")
+        return raw
