@@ -104,7 +104,7 @@ async def test_command_round_trip_and_bad_commands(
 
 
 async def test_events_survive_a_broker_outage_without_loss(tmp_path: Path, broker: Any, center: Any) -> None:
-    client, rec = center  # a persistent session: the broker queues for it across its own restart
+    _client, rec = center  # a persistent session: the broker queues for it across its own restart
     app = AgentApp(settings_from(agent_config(tmp_path, broker)))
     await app.start()
     try:

@@ -1,0 +1,3 @@
+BENCHES += bench-grant
+bench-grant: $(VENV_STAMP)
+	$(PY) bench/grant.py
