@@ -10,7 +10,7 @@ import pytest
 from agent.camera.fanout import CameraGone
 from agent.camera.manager import CameraManager, CameraStatus, UnknownCamera
 from agent.config import CameraSettings
-from agent.mqtt.messages import CameraState
+from agent.mqtt.messages import StateMessage
 from tests.fixtures.camera import SAMPLES, RtspCamera
 
 
@@ -72,12 +72,10 @@ async def test_manager_main_sub_and_file_cameras(rtsp_camera: RtspCamera) -> Non
         assert walk.status().state == "online" and walk.status().sub_state is None
         stats = gate.stats()
         assert stats["main_subscribers"] == 1 and (stats["main_packets"] or 0) > 0
-        # The telemetry/birth model accepts the status as is.
-        announced = CameraState.model_validate(st.model_dump())
-        assert announced.state == "online" and announced.capabilities == {
-            "sub_stream": True,
-            "source": "rtsp",
-        }
+        assert st.capabilities == {"sub_stream": True, "source": "rtsp"}
+        # The birth message carries the status as is, without URLs or credentials.
+        birth = StateMessage(device_id="dev1", status="online", cameras=[st, walk.status()]).model_dump_json()
+        assert '"state":"online"' in birth and "rtsp://" not in birth
 
         rtsp_camera.stop()
         await wait_until(lambda: gate.status().state != "online", 10, "gate offline")

@@ -2,15 +2,13 @@
 
 Used by the demo (`make run`), the tests and the benchmarks.
 
-The ACL is the production one (provisioning/broker_config.py renders the same rules): a device
+The configuration and ACL are the production ones (provisioning/broker_config.py): a device
 (certificate CN = device id) may only touch ``cam/v1/<its id>/#``; a center identity (CN starting
 with ``center-``) reads everything and writes commands.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import shutil
 import socket
@@ -19,17 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from provisioning.broker_config import BrokerConfig, BrokerTls, render_acl
+from provisioning.ca import CertificateAuthority, cert_pem, key_pem, write_private, write_public
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-ACL = """\
-# devices: only their own subtree (identity = certificate CN = username = client id)
-pattern readwrite cam/v1/%u/#
-"""
 
 
 @dataclass(frozen=True)
@@ -39,65 +30,20 @@ class ClientCreds:
     ca_file: Path
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    path.chmod(0o600)
-
-
 class LocalCA:
-    """Just enough CA for a test broker: a root, a server certificate, client certificates."""
+    """A throwaway CA (the real provisioning CA, in a temp dir) for a local broker and its clients."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edge-agent test CA")])
-        now = dt.datetime.now(dt.timezone.utc)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.ca_file = directory / "ca.crt"
-        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.ca = CertificateAuthority.create(directory)
+        self.ca_file = self.ca.root_file
 
     def issue(self, cn: str, *, server: bool = False) -> ClientCreds:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.timezone.utc)
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        )
-        if server:
-            b = b.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        else:
-            b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        cert = b.sign(self.key, hashes.SHA256())
+        cert, key = self.ca.issue_server(["localhost", "127.0.0.1"]) if server else self.ca.issue_client(cn)
         cert_file = self.dir / f"{cn}.crt"
         key_file = self.dir / f"{cn}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key_file, key)
+        write_public(cert_file, cert_pem(cert) + cert_pem(self.ca.int_cert))
+        write_private(key_file, key_pem(key))
         return ClientCreds(cert_file=cert_file, key_file=key_file, ca_file=self.ca_file)
 
 
@@ -116,39 +62,18 @@ class Broker:
         self.ca_file = ca.ca_file
         self._proc: subprocess.Popen[bytes] | None = None
         server = ca.issue("localhost", server=True)
-        (directory / "acl").write_text(ACL + self._center_acl())
-        (directory / "mosquitto.conf").write_text(
-            f"""{"user root" if os.geteuid() == 0 else ""}
-per_listener_settings false
-set_tcp_nodelay true
-allow_anonymous false
-persistence true
-persistence_location {directory}/
-autosave_interval 1
-log_dest stderr
-log_type error
-log_type warning
-log_type notice
-listener {self.port} 127.0.0.1
-cafile {ca.ca_file}
-certfile {server.cert_file}
-keyfile {server.key_file}
-tls_version tlsv1.2
-require_certificate true
-use_identity_as_username true
-use_username_as_clientid true
-acl_file {directory / "acl"}
-"""
+        self.centers: list[str] = []
+        self.config = BrokerConfig(
+            tls=BrokerTls(ca.ca_file, server.cert_file, server.key_file, ca.ca.dir / "crl.pem"),
+            acl_file=directory / "acl",
+            port=self.port,
+            bind="127.0.0.1",
+            persistence_dir=directory,
+            run_as_root=os.geteuid() == 0,
         )
+        (directory / "acl").write_text(render_acl(self.centers))
+        (directory / "mosquitto.conf").write_text(self.config.render())
         self.log = directory / "mosquitto.log"
-
-    @staticmethod
-    def _center_acl() -> str:
-        return ""
-
-    def _write_center(self, name: str) -> None:
-        with (self.dir / "acl").open("a") as f:
-            f.write(f"\nuser {name}\ntopic read cam/v1/#\ntopic write cam/v1/+/cmd\n")
 
     @classmethod
     def create(cls, directory: Path) -> Broker:
@@ -162,7 +87,8 @@ acl_file {directory / "acl"}
         if not name.startswith("center-"):
             raise ValueError("center identities start with 'center-'")
         creds = self.ca.issue(name)
-        self._write_center(name)
+        self.centers.append(name)
+        (self.dir / "acl").write_text(render_acl(self.centers))
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(1)  # SIGHUP reloads the ACL file
             time.sleep(0.3)

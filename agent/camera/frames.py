@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -142,7 +143,7 @@ class _Decoder:
             return None, 0
         w, h = output_size(newest.width, newest.height, self.width, self.height)
         image = newest.reformat(width=w, height=h, format="rgb24").to_ndarray()
-        ts = newest.opaque if isinstance(newest.opaque, float) else 0.0
+        ts = newest.opaque if isinstance(newest.opaque, float) else time.time()  # arrival, else now
         self.samples += sampled
         frame_out = Frame(
             image=image,
