@@ -23,6 +23,7 @@ from agent.mqtt.outbox import Outbox
 from agent.mqtt.registry import HandlerRegistry
 from agent.mqtt.session import MqttSession
 from agent.services import Services
+from provisioning.rotation import CertificateRotator
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,12 @@ class AgentApp:
         # [wiring: features] cameras, detection, ptz, streams register before the session starts,
         # so the birth message lists every action and capability.
 
+        rotator = CertificateRotator(s)
+        s.telemetry_providers["identity"] = rotator.status
+        s.extras["rotator"] = rotator
+
         await session.start()
+        self._spawn(rotator.run(), "cert-rotation")
         if s.cameras is not None:
             await s.cameras.start()
             self._stoppers.append(s.cameras.stop)

@@ -66,8 +66,10 @@ def version() -> None:
 
 # [wiring: cli] sub-apps of other packages are mounted here.
 from agent.policy.cli import audit_app  # noqa: E402
+from provisioning.cli import register_device_commands  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
+register_device_commands(app)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from agent.policy.settings import PolicySettings
+from provisioning.settings import ProvisioningSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.toml")
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
@@ -159,6 +160,7 @@ class AgentSettings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     log: LogSettings = Field(default_factory=LogSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AgentSettings:

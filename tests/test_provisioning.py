@@ -216,3 +216,65 @@ async def test_renewal_rotates_key_and_revoked_certificate_is_refused(tmp_path: 
     )
     assert r.returncode != 0 and "revoked" in (r.stdout + r.stderr)
     _ = time, asyncio
+
+
+async def test_rotation_under_load_loses_no_outbox_message(tmp_path: Path, center: Any) -> None:
+    """Enroll for real, run the agent against a broker trusting the center's CA, renew mid-stream."""
+    from pydantic import BaseModel
+
+    from agent.app import AgentApp
+    from tests.fixtures.agent import settings_from, start_center
+    from tools.local_broker import Broker
+
+    class Ev(BaseModel):
+        n: int
+
+    c, url = center
+    broker = Broker.create(tmp_path / "broker", ca=c.ca)
+    broker.start()
+    state = tmp_path / "state"
+    bundle = await provision(claim_file(tmp_path, c, url), None, state, progress=lambda s: None)
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(
+        f"""
+[device]
+id = "{bundle["device_id"]}"
+owner_org = "Ward 4"
+location = {{ province = "01", district = "001", commune = "00004" }}
+[center]
+host = "localhost"
+port = {broker.port}
+reconnect_min_s = 0.1
+reconnect_max_s = 0.5
+[storage]
+state_dir = "{state}"
+"""
+    )
+    client, rec = await start_center(broker)
+    app = AgentApp(settings_from(cfg))
+    await app.start()
+    try:
+        session = app.services.session
+        assert session is not None
+        await asyncio.wait_for(session.connected.wait(), 15)
+        serial_before = identity(state)["serial"]
+        rotator = app.services.extras["rotator"]
+        assert rotator.enabled
+
+        async def produce() -> None:
+            for i in range(300):
+                await app.outbox.put("events", Ev(n=i))
+                await asyncio.sleep(0.003)
+
+        producer = asyncio.create_task(produce())
+        await asyncio.sleep(0.3)
+        await rotator.rotate_now()
+        await producer
+        await rec.wait_for("/events", lambda d: d["data"]["n"] == 299, timeout=30)
+        assert {d["data"]["n"] for d in rec.on("/events")} == set(range(300))
+        assert identity(state)["serial"] != serial_before and rotator.renewals == 1
+        assert session.reconnects >= 1 and session.connected.is_set()
+    finally:
+        await app.stop()
+        await client.stop()
+        broker.stop()

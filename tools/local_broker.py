@@ -33,9 +33,10 @@ class ClientCreds:
 class LocalCA:
     """A throwaway CA (the real provisioning CA, in a temp dir) for a local broker and its clients."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, ca: CertificateAuthority | None = None) -> None:
         self.dir = directory
-        self.ca = CertificateAuthority.create(directory)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.ca = ca or CertificateAuthority.create(directory)
         self.ca_file = self.ca.root_file
 
     def issue(self, cn: str, *, server: bool = False) -> ClientCreds:
@@ -76,9 +77,10 @@ class Broker:
         self.log = directory / "mosquitto.log"
 
     @classmethod
-    def create(cls, directory: Path) -> Broker:
+    def create(cls, directory: Path, ca: CertificateAuthority | None = None) -> Broker:
+        """A broker with its own throwaway CA, or one that trusts an existing (the center's) CA."""
         directory.mkdir(parents=True, exist_ok=True)
-        return cls(directory, LocalCA(directory / "pki"))
+        return cls(directory, LocalCA(directory / "pki", ca))
 
     def issue_device(self, device_id: str) -> ClientCreds:
         return self.ca.issue(device_id)

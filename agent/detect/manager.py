@@ -208,7 +208,7 @@ class DetectionManager:
                 await t
         for p in self.pipelines.values():
             await p.close()
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
         self.events.close()
         self.counts.close()
 

@@ -90,6 +90,7 @@ class MqttSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._reconnect_now = threading.Event()
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, asyncio.Future[None]] = {}
         self._inflight_topics: dict[int, str] = {}
@@ -164,6 +165,10 @@ class MqttSession:
                 self._inflight.pop(info.mid, None)
                 self._inflight_topics.pop(info.mid, None)
 
+    def request_reconnect(self) -> None:
+        """Disconnect cleanly and reconnect at once (e.g. to present a renewed certificate)."""
+        self._reconnect_now.set()
+
     def publish_nowait(self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False) -> bool:
         """Best effort (telemetry): returns False when not connected; nothing is queued."""
         with self._lock:
@@ -220,7 +225,7 @@ class MqttSession:
                 self._note_error(f"connect to {c.host}:{c.port} failed: {exc}")
             else:
                 connected_at = time.monotonic()
-                while not self._stopping.is_set():
+                while not self._stopping.is_set() and not self._reconnect_now.is_set():
                     rc = client.loop(timeout=0.2)
                     if rc != mqtt.MQTT_ERR_SUCCESS:
                         if rc != mqtt.MQTT_ERR_NO_CONN or not self._stopping.is_set():
@@ -229,13 +234,19 @@ class MqttSession:
                     if not client.is_connected() and time.monotonic() - connected_at > c.keepalive_s:
                         self._note_error("no CONNACK from the broker")
                         break
-                if self._stopping.is_set():
+                if self._stopping.is_set() or self._reconnect_now.is_set():
                     # A clean DISCONNECT: the broker then discards the will (no false "lost").
                     client.disconnect()
                     deadline = time.monotonic() + 2.0
                     while time.monotonic() < deadline and client.loop(timeout=0.05) == mqtt.MQTT_ERR_SUCCESS:
                         pass
-                    break
+                    if self._stopping.is_set():
+                        break
+                if self._reconnect_now.is_set():
+                    self._reconnect_now.clear()
+                    self._mark_down()
+                    log.info("reconnecting with the renewed identity")
+                    continue
                 if time.monotonic() - connected_at > 60:
                     attempt = 0  # the last connection was healthy: start the backoff over
             self._mark_down()
