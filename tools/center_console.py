@@ -68,8 +68,8 @@ def format_message(topic: str, d: dict[str, Any]) -> str | None:
         if kind == "audit":
             return (
                 f"[{_t(d.get('ts'))}] {device} audit {data.get('decision', data.get('kind', ''))} "
-                f"{data.get('action', '')} by {data.get('requester', '-')} ({data.get('role', '-')}) "
-                f"{data.get('reason', '')}"
+                f"{data.get('action') or ''} by {data.get('requester') or '-'} ({data.get('role') or '-'}) "
+                f"{data.get('reason') or ''}"
             )
         return f"[{_t(d.get('ts'))}] {device} ALARM {data}"
     return None

@@ -64,7 +64,7 @@ class CountAggregator:
         self._rules = sorted(names)
 
     def _bucket_for(self, ts: float) -> tuple[_Bucket, list[CountRecord]]:
-        start = math.floor(ts / self.bucket_s) * self.bucket_s
+        start: float = math.floor(ts / self.bucket_s) * self.bucket_s
         closed: list[CountRecord] = []
         if self._closed_until is not None and start < self._closed_until:
             # A late frame of a bucket already closed by the timer goes to the next one, so a
