@@ -1,0 +1,107 @@
+"""Time from `edge-agent provision` (a fresh box with a claim) to its first birth message on the broker.
+
+Real processes: the enrollment service (HTTPS), Mosquitto (TLS), `edge-agent provision` then
+`edge-agent run`. Prints one JSON object as its last line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from provisioning.center import Center, serve  # noqa: E402
+from tests.fixtures.agent import AgentProcess, start_center  # noqa: E402
+from tools.local_broker import Broker, free_port  # noqa: E402
+
+RUNS = 5
+LOC = {"province": "01", "district": "001", "commune": "00004"}
+
+
+async def one(
+    tmp: Path, center: Center, broker: Broker, url: str, client_rec: tuple[object, object], i: int
+) -> dict[str, float]:
+    _client, rec = client_rec
+    device = f"bench-prov-{i:02d}"
+    claim = tmp / f"claim-{i}.json"
+    claim.write_text(
+        json.dumps(center.issue_claim(device_id=device, org="Bench Org", location=LOC, center_url=url))
+    )
+    state = tmp / f"state-{i}"
+    t0 = time.perf_counter()
+    p = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "provision",
+        "--claim",
+        str(claim),
+        "--state-dir",
+        str(state),
+        cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert await p.wait() == 0
+    t_enrolled = time.perf_counter() - t0
+    cfg = tmp / f"agent-{i}.toml"
+    cfg.write_text(
+        f"""
+[device]
+id = "{device}"
+owner_org = "Bench Org"
+location = {{ province = "01", district = "001", commune = "00004" }}
+[center]
+host = "localhost"
+port = {broker.port}
+[storage]
+state_dir = "{state}"
+"""
+    )
+    agent = AgentProcess(cfg)
+    agent.start()
+    try:
+        await rec.wait_for(f"{device}/state", lambda d: d.get("status") == "online", timeout=60)  # type: ignore[attr-defined]
+        t_birth = time.perf_counter() - t0
+    finally:
+        agent.stop()
+    return {"enroll_s": t_enrolled, "birth_s": t_birth}
+
+
+async def main() -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        center = Center.create(tmp / "center")
+        broker = Broker.create(tmp / "broker", ca=center.ca)
+        broker.start()
+        center.broker_host, center.broker_port = "localhost", broker.port
+        port = free_port()
+        runner = await serve(center, "127.0.0.1", port, ["localhost"])
+        client, rec = await start_center(broker, "center-bench", watch="+/state")
+        try:
+            runs = [
+                await one(tmp, center, broker, f"https://localhost:{port}", (client, rec), i)
+                for i in range(RUNS)
+            ]
+        finally:
+            await client.stop()
+            await runner.cleanup()
+            broker.stop()
+    enroll = [r["enroll_s"] for r in runs]
+    birth = [r["birth_s"] for r in runs]
+    return {
+        "runs": RUNS,
+        "provision_cli_p50_s": round(statistics.median(enroll), 3),
+        "provision_to_birth_p50_s": round(statistics.median(birth), 3),
+        "provision_to_birth_max_s": round(max(birth), 3),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main())))

@@ -1,0 +1,3 @@
+BENCHES += bench-provision
+bench-provision: $(VENV_STAMP)
+	$(PY) bench/provision.py
