@@ -22,6 +22,7 @@ from agent.mqtt.messages import StateMessage
 from agent.mqtt.outbox import Outbox
 from agent.mqtt.registry import HandlerRegistry
 from agent.mqtt.session import MqttSession
+from agent.policy.wiring import build_policy
 from agent.services import Services
 from provisioning.rotation import CertificateRotator
 
@@ -70,6 +71,8 @@ class AgentApp:
         self._birth_task: asyncio.Task[None] | None = None
         self._announced_states: dict[str, str] = {}
         self.telemetry = Telemetry(self.services)
+        self.policy = build_policy(self.services)
+        self.services.audit = self.policy.audit
 
     def birth(self) -> StateMessage:
         s = self.settings
@@ -105,10 +108,13 @@ class AgentApp:
             app = AgentApp(settings)
             app.register_handlers()
             app.outbox.close()
+            app.policy.audit.close()
             return app.registry.names()
 
     def register_handlers(self) -> None:
+        """Every action of every feature; before the session starts, so the birth lists them all."""
         health_handlers.register(self.registry, self.services, self.telemetry)
+        self.policy.register(self.registry, self.services)
 
     def _camera_changed(self, status: CameraStatus) -> None:
         """Keep the retained state true: re-announce (debounced) when a camera goes on/offline."""
@@ -135,14 +141,10 @@ class AgentApp:
         self.started_at = time.time()
         s = self.services
         self.register_handlers()
-        # [wiring: policy] gate and audit
-        from agent.policy.wiring import build_policy
-
-        gate, audit, policy_stop = await build_policy(s, self.registry)
-        s.audit = audit
-        self._stoppers.append(policy_stop)
-
-        dispatcher = Dispatcher(self.settings.device.id, self.registry, gate, audit, self.camera_names)
+        self._stoppers.append(self.policy.stop)
+        dispatcher = Dispatcher(
+            self.settings.device.id, self.registry, self.policy.gate, self.policy.audit, self.camera_names
+        )
         channel_box: list[CommandChannel] = []
 
         async def on_command(cmd: Any) -> None:

@@ -90,12 +90,79 @@ async def handler_latency(sim: OnvifSim) -> dict[str, float]:
 
 
 async def mqtt_latency(sim: OnvifSim, tmp: Path) -> dict[str, Any]:
-    """Full path; needs tests/fixtures/broker.py and tests/fixtures/grants.py."""
+    """Center publishes a signed ptz_move over the TLS broker; the agent runs in this process so the
+    dispatcher's entry time ("MQTT command in") can be taken on the same clock as the simulator's."""
+    from provisioning.grant_authority import GrantAuthority
+    from tests.fixtures.agent import agent_config, settings_from, start_center
+    from tests.fixtures.broker import Broker
+
+    from agent.app import AgentApp
+    from agent.ptz import handlers as ptz_handlers
+
+    settings = PtzSettings(rate_per_s=100, rate_burst=1000, idle_return_s=0)
+
+    class BenchApp(AgentApp):
+        def register_handlers(self) -> None:
+            super().register_handlers()
+            if self.registry.get("ptz_move") is None:  # until the lead wires PTZ into the app
+                ptz_handlers.register(self.registry, self.services, settings)
+
+    authority = GrantAuthority.create()
+    broker = Broker.create(tmp / "broker")
+    broker.start()
+    extra = (
+        f'[[cameras]]\nname = "cam1"\nmain_url = "rtsp://127.0.0.1:9/main"\n'
+        f'[cameras.onvif]\nurl = "{sim.url}"\ncredentials_file = "{sim.credentials_file}"\n'
+    )
+    app = BenchApp(settings_from(agent_config(tmp, broker, "bench-ptz", extra=extra, authority=authority)))
+    mgr = app.services.extras.get(ptz_handlers.EXTRA_KEY)
+    await app.start()
+    mgr = app.services.extras[ptz_handlers.EXTRA_KEY]
+    mgr.cameras["cam1"].rate = type(mgr.cameras["cam1"].rate)(1000, 100000)  # the bench is one requester
+    entries: dict[str, float] = {}
+    assert app.dispatcher is not None
+    orig = app.dispatcher.handle
+
+    async def timed(payload: bytes) -> Any:
+        try:
+            entries[json.loads(payload)["id"]] = time.time()
+        except (ValueError, KeyError, TypeError):
+            pass
+        return await orig(payload)
+
+    app.dispatcher.handle = timed  # type: ignore[method-assign]
+    client, rec = await start_center(broker, "center-bench-ptz", watch="bench-ptz/state")
+    grant = authority.grant(
+        role="provincial_police", actions=["ptz_move"], aud="bench-ptz", area={"province": "01"},
+        cameras=["cam1"], ttl=600,
+    )  # fmt: skip
+    sent: list[float] = []
+    rtt: list[float] = []
+    ids: list[str] = []
     try:
-        from tests.fixtures.ptz_e2e import run_mqtt_ptz_bench  # type: ignore[import-not-found]
-    except ImportError as exc:
-        return {"mqtt_skipped": f"full-path bench not available: {exc}"}
-    return await run_mqtt_ptz_bench(sim, tmp, N, WARMUP)
+        await rec.wait_for("/state", lambda d: d.get("status") == "online", timeout=30)
+        before = len(sim_arrivals(sim, "ContinuousMove"))
+        for i in range(WARMUP + N):
+            params = {"camera": "cam1", "pan": 0.1 if i % 2 else -0.1, "timeout_s": 0.5}
+            t0 = time.time()
+            r = await client.command("bench-ptz", "ptz_move", params, grant=grant)
+            rtt.append((time.time() - t0) * 1000)
+            assert r["ok"], r
+            sent.append(t0)
+            ids.append(r["id"])
+        arrivals = sim_arrivals(sim, "ContinuousMove")[before:]
+    finally:
+        await client.stop()
+        await app.stop()
+        broker.stop()
+    assert len(arrivals) == len(sent), (len(arrivals), len(sent))
+    pub_to_onvif = [(a - t) * 1000 for a, t in zip(arrivals, sent, strict=True)][WARMUP:]
+    in_to_onvif = [(a - entries[i]) * 1000 for a, i in zip(arrivals, ids, strict=True)][WARMUP:]
+    return {
+        **summary("mqtt_in_to_onvif", in_to_onvif),
+        **summary("center_publish_to_onvif", pub_to_onvif),
+        **summary("center_round_trip", rtt[WARMUP:]),
+    }
 
 
 async def main() -> None:

@@ -40,6 +40,7 @@ class OutboxStats(BaseModel):
     delivered: int
     refused: int
     dropped: int
+    rejected: int = Field(0, description="Not queued because the disk was full.")
 
 
 class TelemetryMessage(BaseModel):

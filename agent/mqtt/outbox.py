@@ -11,6 +11,8 @@ re-exported), and every drop is counted per channel, persistently.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -43,6 +45,10 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 """
 
 
+class OutboxFull(Exception):
+    """The disk is full: this message was not queued; everything queued before is intact."""
+
+
 @dataclass(frozen=True)
 class PendingMessage:
     seq: int
@@ -55,10 +61,14 @@ class PendingMessage:
 class Outbox:
     """SQLite-backed queue. All SQLite work runs in a worker thread, never on the event loop."""
 
-    def __init__(self, path: Path, device_id: str, max_bytes: int) -> None:
+    def __init__(self, path: Path, device_id: str, max_bytes: int, reserve_bytes: int = 1 << 20) -> None:
         self.path = path
         self.device_id = device_id
         self.max_bytes = max_bytes
+        # On a full disk even deleting a delivered message needs room (WAL). A reserve file is given
+        # up at that moment so delivery can go on, and re-created once there is space again.
+        self.reserve = path.with_name(path.name + ".reserve")
+        self.reserve_bytes = reserve_bytes
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -70,6 +80,8 @@ class Outbox:
         path.chmod(0o600)
         self._bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
         self.wakeup = asyncio.Event()
+        self.rejected = 0  # in memory: with a full disk there is nowhere to persist it
+        self._ensure_reserve()
 
     # ----- producer side
     async def put(self, channel: str, message: BaseModel) -> str:
@@ -89,7 +101,25 @@ class Outbox:
         self.wakeup.set()
         return msg_id
 
+    def _ensure_reserve(self) -> None:
+        if self.reserve_bytes <= 0 or self.reserve.exists():
+            return
+        try:
+            with self.reserve.open("wb") as f:
+                f.write(b"\0" * self.reserve_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:  # no room yet: try again later
+            self.reserve.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        if self.reserve.exists():
+            self.reserve.unlink()
+            return True
+        return False
+
     def _insert(self, msg_id: str, channel: str, payload: bytes) -> None:
+        self._ensure_reserve()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -100,12 +130,23 @@ class Outbox:
                 self._bytes += len(payload)
                 self._enforce_quota()
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._bytes = self._db.execute(
-                    "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox"
-                ).fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                if "full" in str(exc).lower():
+                    self.rejected += 1
+                    raise OutboxFull(
+                        f"disk full under {self.path.parent}: {channel} message not queued "
+                        f"({self.rejected} rejected so far); queued messages are intact"
+                    ) from None
                 raise
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
 
     def _enforce_quota(self) -> None:
         while self._bytes > self.max_bytes:
@@ -145,20 +186,37 @@ class Outbox:
         await asyncio.to_thread(self._delete, msg.seq, (msg, reason))
 
     def _delete(self, seq: int, dead: tuple[PendingMessage, str] | None) -> None:
+        try:
+            self._delete_once(seq, dead)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc).lower() or not self._release_reserve():
+                raise
+            with self._lock, contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # fold the WAL back to free its pages
+            self._delete_once(seq, dead)
+
+    def _delete_once(self, seq: int, dead: tuple[PendingMessage, str] | None) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            row = self._db.execute("SELECT LENGTH(payload) FROM outbox WHERE seq=?", (seq,)).fetchone()
-            self._db.execute("DELETE FROM outbox WHERE seq=?", (seq,))
-            if row is not None:
-                self._bytes -= row[0]
-                self._bump("delivered" if dead is None else "refused", 1)
-            if dead is not None:
-                msg, reason = dead
-                self._db.execute(
-                    "INSERT OR REPLACE INTO dead_letter VALUES (?,?,?,?,?)",
-                    (msg.msg_id, msg.channel, msg.payload, reason, time.time()),
-                )
-            self._db.execute("COMMIT")
+            try:
+                self._delete_rows(seq, dead)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _delete_rows(self, seq: int, dead: tuple[PendingMessage, str] | None) -> None:
+        row = self._db.execute("SELECT LENGTH(payload) FROM outbox WHERE seq=?", (seq,)).fetchone()
+        self._db.execute("DELETE FROM outbox WHERE seq=?", (seq,))
+        if row is not None:
+            self._bytes -= row[0]
+            self._bump("delivered" if dead is None else "refused", 1)
+        if dead is not None:
+            msg, reason = dead
+            self._db.execute(
+                "INSERT OR REPLACE INTO dead_letter VALUES (?,?,?,?,?)",
+                (msg.msg_id, msg.channel, msg.payload, reason, time.time()),
+            )
 
     async def mark_attempt(self, seqs: list[int]) -> None:
         def run() -> None:
@@ -182,6 +240,7 @@ class Outbox:
             "delivered": counters.get("delivered", 0),
             "refused": counters.get("refused", 0),
             "dropped": dropped,
+            "rejected": self.rejected,
             **{k.replace(".", "_"): v for k, v in counters.items() if k.startswith("dropped.")},
         }
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 
@@ -32,9 +33,24 @@ def load_device_key(services: Services) -> SigningKey | None:
     return key
 
 
-async def build_policy(
-    services: Services, registry: HandlerRegistry
-) -> tuple[PolicyGate, AuditLog, Callable[[], Awaitable[None]]]:
+@dataclass
+class Policy:
+    gate: PolicyGate
+    audit: AuditLog
+    trust: TrustStore
+    matrix: PolicyMatrix
+    replay: ReplayCache
+
+    def register(self, registry: HandlerRegistry, services: Services) -> None:
+        handlers.register(registry, services, self.trust)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.audit.checkpoint_sync)
+        self.audit.close()
+        self.replay.close()
+
+
+def build_policy(services: Services) -> Policy:
     s = services.settings
     trust_file = s.policy.trust_file or services.state_dir / "trust" / "keyset.json"
     trust = TrustStore(trust_file)
@@ -64,11 +80,4 @@ async def build_policy(
     )
     services.extras["policy"] = policy
     services.extras["trust"] = trust
-    handlers.register(registry, services, trust)
-
-    async def stop() -> None:
-        audit.checkpoint_sync()
-        audit.close()
-        replay.close()
-
-    return gate, audit, stop
+    return Policy(gate, audit, trust, policy, replay)

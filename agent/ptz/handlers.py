@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.camera.onvif_client import OnvifClient
 from agent.mqtt.registry import CommandContext, HandlerRegistry
+from agent.policy.context import AuthContext
 from agent.ptz.manager import AwayHook, Connector, PtzManager, Who
 from agent.ptz.priority import resolve_priority
 from agent.ptz.settings import PtzSettings
@@ -98,8 +99,19 @@ def build_manager(services: Services, settings: PtzSettings, on_away: AwayHook |
     audit_event = getattr(services.audit, "event", None)
 
     async def audit(event: str, fields: dict[str, Any]) -> None:
-        if audit_event is not None:
-            await audit_event(event, fields)
+        """Policy AuditLog.event(kind, auth, detail): the acting requester becomes the record's `who`."""
+        if audit_event is None:
+            return
+        detail = dict(fields)
+        who = None
+        if "requester" in detail:
+            who = AuthContext(
+                requester=detail.pop("requester"),
+                role=detail.pop("role", ""),
+                unit=detail.pop("unit", ""),
+                purpose=detail.pop("purpose", ""),
+            )
+        await audit_event(event, who, detail)
 
     return PtzManager(
         connectors,
@@ -110,8 +122,9 @@ def build_manager(services: Services, settings: PtzSettings, on_away: AwayHook |
     )
 
 
-def register(registry: HandlerRegistry, services: Services) -> None:
-    settings: PtzSettings = getattr(services.settings, "ptz", None) or PtzSettings()
+def register(registry: HandlerRegistry, services: Services, settings: PtzSettings | None = None) -> None:
+    """Build the PTZ manager from ``settings.cameras[].onvif`` and ``settings.ptz``, register the actions."""
+    settings = settings or getattr(services.settings, "ptz", None) or PtzSettings()
     hook: Callable[[str, bool], Any] | None = services.extras.get(AWAY_HOOK_KEY)
     mgr = build_manager(services, settings, hook)
     services.extras[EXTRA_KEY] = mgr
