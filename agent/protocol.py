@@ -8,6 +8,8 @@ from pydantic import BaseModel
 from agent.health.handlers import PingParams, PingResult, StatusResult
 from agent.mqtt.envelope import CommandEnvelope, CommandResponse
 from agent.mqtt.messages import DurableMessage, StateMessage, TelemetryMessage
+from agent.policy.audit import AuditRecord
+from agent.policy.handlers import UpdateTrustParams, UpdateTrustResult
 
 
 def wire_models() -> dict[str, type[BaseModel]]:
@@ -20,5 +22,8 @@ def wire_models() -> dict[str, type[BaseModel]]:
         "ping.params": PingParams,
         "ping.result": PingResult,
         "get_status.result": StatusResult,
+        "update_trust.params": UpdateTrustParams,
+        "update_trust.result": UpdateTrustResult,
+        "audit-record": AuditRecord,
     }
     return models
