@@ -23,6 +23,7 @@ from agent.mqtt.outbox import Outbox
 from agent.mqtt.registry import HandlerRegistry
 from agent.mqtt.session import MqttSession
 from agent.policy.wiring import build_policy
+from agent.ptz import handlers as ptz_handlers
 from agent.services import Services
 from provisioning.rotation import CertificateRotator
 
@@ -90,7 +91,11 @@ class AgentApp:
 
     @staticmethod
     def all_action_names() -> list[str]:
-        """Every action an agent can register (for documentation checks): build one on a scratch dir."""
+        return AgentApp.scratch_registry().names()
+
+    @staticmethod
+    def scratch_registry() -> HandlerRegistry:
+        """Every action an agent registers (schemas, documentation checks): built on a scratch dir."""
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -109,12 +114,16 @@ class AgentApp:
             app.register_handlers()
             app.outbox.close()
             app.policy.audit.close()
-            return app.registry.names()
+            return app.registry
 
     def register_handlers(self) -> None:
         """Every action of every feature; before the session starts, so the birth lists them all."""
         health_handlers.register(self.registry, self.services, self.telemetry)
         self.policy.register(self.registry, self.services)
+        # PTZ tells detection when a camera leaves its home view (counting pauses); the hook looks
+        # detection up at call time, so the order in which the two are built does not matter.
+        self.services.extras[ptz_handlers.AWAY_HOOK_KEY] = self._ptz_away
+        ptz_handlers.register(self.registry, self.services, self.settings.ptz)
 
     def _camera_changed(self, status: CameraStatus) -> None:
         """Keep the retained state true: re-announce (debounced) when a camera goes on/offline."""
@@ -133,6 +142,11 @@ class AgentApp:
         if session is not None and session.connected.is_set():
             with contextlib.suppress(Exception):
                 await session.publish_birth()
+
+    def _ptz_away(self, camera: str, away: bool) -> None:
+        detection = self.services.extras.get("detect")
+        if detection is not None:
+            detection.on_ptz_away(camera, away)
 
     def camera_names(self) -> set[str]:
         return {c.name for c in self.settings.cameras}
@@ -163,8 +177,13 @@ class AgentApp:
         s.telemetry_providers["identity"] = rotator.status
         s.extras["rotator"] = rotator
 
+        ptz = self.services.extras[ptz_handlers.EXTRA_KEY]
+        s.capabilities["ptz"] = await ptz.probe_all()  # before the birth message announces them
+        self._stoppers.append(ptz.close)
+
         await session.start()
         self._spawn(rotator.run(), "cert-rotation")
+        self._spawn(ptz.run_health(self.settings.ptz.health_interval_s), "ptz-health")
         if s.cameras is not None:
             await s.cameras.start()
             self._stoppers.append(s.cameras.stop)

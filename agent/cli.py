@@ -65,11 +65,13 @@ def version() -> None:
 
 
 # [wiring: cli] sub-apps of other packages are mounted here.
+from agent.camera.discover_cli import register_cli as register_discover_cli  # noqa: E402
 from agent.policy.cli import audit_app  # noqa: E402
 from provisioning.cli import register_device_commands  # noqa: E402
 
 app.add_typer(audit_app, name="audit")
 register_device_commands(app)
+register_discover_cli(app)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from agent.policy.settings import PolicySettings
+from agent.ptz.settings import PtzSettings
 from provisioning.settings import ProvisioningSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.toml")
@@ -161,6 +162,7 @@ class AgentSettings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
+    ptz: PtzSettings = Field(default_factory=PtzSettings)
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AgentSettings:

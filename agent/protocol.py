@@ -26,4 +26,8 @@ def wire_models() -> dict[str, type[BaseModel]]:
         "update_trust.result": UpdateTrustResult,
         "audit-record": AuditRecord,
     }
+    from agent.app import AgentApp
+
+    for spec in AgentApp.scratch_registry().specs():
+        models.setdefault(f"{spec.name}.params", spec.params_model)
     return models

@@ -39,6 +39,7 @@ class PtzApp(AgentApp):
             away: list[tuple[str, bool]] = self.services.extras.setdefault("test.away", [])
             self.services.extras.setdefault(ptz_handlers.AWAY_HOOK_KEY, lambda c, a: away.append((c, a)))
             ptz_handlers.register(self.registry, self.services, PtzSettings(**PTZ))
+            self._stoppers.append(self.services.extras[ptz_handlers.EXTRA_KEY].close)
 
 
 @dataclass
@@ -121,7 +122,9 @@ async def test_ptz_whole_path_contention_lost_stop_idle_home(rig: Rig) -> None:
     assert sim.state()["position"]["pan"] == pan_after_stop  # the refused command never reached the camera
     # ... but may look (status needs no lock)
     r = await rig.cmd(commune, "ptz_status")
-    assert r["ok"] and r["result"]["away_from_home"] is True and r["result"]["lock"]["holder"] == "dist-officer"
+    assert (
+        r["ok"] and r["result"]["away_from_home"] is True and r["result"]["lock"]["holder"] == "dist-officer"
+    )
 
     # 3. Provincial police takes the camera; the district officer is now the one refused.
     r = await rig.cmd(provincial, "ptz_move", mode="absolute", pan=-0.5, tilt=0.25, zoom=0.5)

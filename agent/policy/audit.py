@@ -68,6 +68,17 @@ def record_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(record)).hexdigest()
 
 
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """A chain record, or None for a line that is not one (torn write, garbage)."""
+    try:
+        rec = json.loads(line)
+        int(rec["seq"])
+        str(rec["hash"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 def _sign(key: SigningKey, data: bytes) -> str:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return base64.b64encode(key.sign(data)).decode()
@@ -110,28 +121,36 @@ class AuditLog:
         self._fh = path.open("ab")
         path.chmod(0o600)
         if torn:
-            self._append_sync({"kind": "event", "reason": "torn_tail_truncated", "detail": {"bytes": torn}})
+            self._append_sync(
+                {"kind": "event", "reason": "torn_tail_truncated", "detail": {"bytes": torn}}
+            )
 
     def _recover(self) -> int:
-        """Find the chain head; a power cut can leave a torn last line, which is cut and recorded."""
+        """Find the chain head. A power cut can leave a torn last line (no newline, or half a JSON
+        object): it is moved aside to ``<log>.torn-<time>`` (nothing deleted) and recorded. A bad
+        line anywhere else is not ours to repair: it stays for `audit verify` to report."""
         if not self.path.exists():
             return 0
         data = self.path.read_bytes()
-        good_end, torn = 0, 0
-        for line in data.splitlines(keepends=True):
-            try:
-                rec = json.loads(line)
-                if not line.endswith(b"\n"):
-                    raise ValueError("no newline")
-            except ValueError:
-                torn = len(data) - good_end
+        lines = data.splitlines(keepends=True)
+        good_end = len(data)
+        if lines and (not lines[-1].endswith(b"\n") or _parse(lines[-1]) is None):
+            good_end = len(data) - len(lines[-1])
+            lines = lines[:-1]
+        for line in reversed(lines):  # the head is the last readable record
+            rec = _parse(line)
+            if rec is not None:
+                self.seq, self.head = int(rec["seq"]), str(rec["hash"])
                 break
-            good_end += len(line)
-            self.seq, self.head = int(rec["seq"]), str(rec["hash"])
+        torn = len(data) - good_end
         if torn:
-            log.warning("audit log %s: cutting a torn final record of %d bytes", self.path, torn)
+            aside = self.path.with_name(f"{self.path.name}.torn-{int(time.time())}")
+            aside.write_bytes(data[good_end:])
+            aside.chmod(0o600)
+            log.warning("audit log %s: torn final record (%d bytes) moved to %s", self.path, torn, aside)
             with self.path.open("r+b") as f:
                 f.truncate(good_end)
+                os.fsync(f.fileno())
         return torn
 
     # ---------------------------------------------------------------- appends
