@@ -217,9 +217,22 @@ def check_systemd() -> Check:
     )
 
 
+def check_onvif(s: AgentSettings) -> list[Check]:
+    """Credentials, camera clock offset, codecs and PTZ of every ONVIF camera (agent/camera/onvif_doctor)."""
+    if not any(c.onvif for c in s.cameras):
+        return []
+    import asyncio
+
+    from agent.camera.onvif_doctor import check_all
+
+    status: dict[str, Status] = {"ok": "ok", "warn": "warn", "error": "fail"}
+    return [Check(f"camera {f.camera} ONVIF", status[f.level], f.message) for f in asyncio.run(check_all(s))]
+
+
 def run_checks(s: AgentSettings) -> list[Check]:
     checks = [check_clock(), *check_permissions(s), check_certificate(s)]
     checks += check_broker(s)
     checks += check_cameras(s)
+    checks += check_onvif(s)
     checks += [check_disk(s), check_systemd()]
     return checks

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from pydantic import BaseModel
 
 from agent.mqtt.envelope import CommandEnvelope
-from agent.policy.context import AuthContext
+from agent.policy.context import AuthContext, denied_identity
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,18 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError):
         return None
     return rec if isinstance(rec, dict) else None
+
+
+def _unverified_claims(token: str) -> dict[str, Any] | str:
+    """The identity a refused token claims, for the record only (its signature may be forged)."""
+    try:
+        body = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return "unreadable"
+    if not isinstance(claims, dict):
+        return "unreadable"
+    return {k: str(claims[k])[:128] for k in ("sub", "unit", "role", "jti", "iss") if k in claims}
 
 
 def _sign(key: SigningKey, data: bytes) -> str:
@@ -212,6 +224,13 @@ class AuditLog:
         allowed: bool,
         reason: str,
     ) -> None:
+        detail: dict[str, Any] | None = None
+        if auth is None and env is not None and not allowed:
+            refused = denied_identity.get()
+            if refused is not None and refused[0] is env:
+                auth, detail = refused[1], {"identity": "verified"}  # a valid grant, refused
+            elif env.grant:
+                detail = {"claimed": _unverified_claims(env.grant)}  # who it says it is; not proof
         await self._append(
             {
                 "kind": "decision",
@@ -220,6 +239,7 @@ class AuditLog:
                 "command_id": env.id if env else None,
                 "decision": "allowed" if allowed else "denied",
                 "reason": reason[:500],
+                "detail": detail,
                 **self._who(auth),
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -21,3 +22,9 @@ class AuthContext(BaseModel):
     expires_at: float | None = None
     claims: dict[str, Any] = Field(default_factory=dict)
     approval: dict[str, Any] | None = None
+
+
+# The identity behind a refused command, when the gate got far enough to verify the grant's
+# signature (e.g. a valid grant for the wrong area). The gate sets it in the caller's context;
+# the audit log reads it for the denial record, pairing it with the very envelope it belongs to.
+denied_identity: ContextVar[tuple[object, AuthContext] | None] = ContextVar("denied_identity", default=None)

@@ -10,6 +10,7 @@ signature.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.config import Location
 from agent.mqtt.envelope import CommandEnvelope, CommandError, ErrorCode
 from agent.mqtt.registry import ActionSpec
-from agent.policy.context import AuthContext
+from agent.policy.context import AuthContext, denied_identity
 from agent.policy.matrix import PolicyMatrix
 from agent.policy.replay import ReplayCache
 from agent.policy.trust import ALLOWED_ALGS, TrustStore
@@ -60,8 +61,15 @@ class ApprovalClaims(GrantClaims):
     end: float
 
 
-def _deny(code: ErrorCode, message: str, **details: Any) -> CommandError:
-    return CommandError(code, message, details)
+class Denied(CommandError):
+    """A refusal by the gate; ``identity`` is set once the grant's signature was verified, so the
+    audit record can say who was refused (not only that someone was)."""
+
+    identity: AuthContext | None = None
+
+
+def _deny(code: ErrorCode, message: str, **details: Any) -> Denied:
+    return Denied(code, message, details)
 
 
 class PolicyGate:
@@ -74,7 +82,9 @@ class PolicyGate:
         trust: TrustStore,
         policy: PolicyMatrix,
         replay: ReplayCache,
+        cameras: Callable[[], set[str]] | None = None,
         clock_skew_s: float = 30.0,
+        max_grant_bytes: int = MAX_GRANT_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.device_id = device_id
@@ -83,7 +93,9 @@ class PolicyGate:
         self.trust = trust
         self.policy = policy
         self.replay = replay
+        self.cameras = cameras
         self.skew = clock_skew_s
+        self.max_grant_bytes = max_grant_bytes
         self.clock = clock
         loc = location
         self.audiences = [
@@ -94,24 +106,27 @@ class PolicyGate:
         ]
 
     async def authorize(self, env: CommandEnvelope, spec: ActionSpec, camera: str | None) -> AuthContext:
-        # Pure CPU work of a few hundred microseconds (see `make bench-grant`): no thread hop.
-        return self.check(env, spec, camera)
+        """Authorize one command or raise a typed CommandError. Signature checks and the replay
+        record (an fsync'd SQLite write) run in a worker thread, off the event loop."""
+        denied_identity.set(None)
+        if not spec.requires_grant:
+            return AuthContext(requester="anonymous", role="anonymous")
+        try:
+            return await asyncio.to_thread(self.check, env, spec, camera)
+        except Denied as exc:
+            if exc.identity is not None:
+                denied_identity.set((env, exc.identity))
+            raise
 
     def check(self, env: CommandEnvelope, spec: ActionSpec, camera: str | None) -> AuthContext:
+        """The whole decision, synchronously (tests and the benchmark call it directly)."""
         if not spec.requires_grant:
             return AuthContext(requester="anonymous", role="anonymous")
         if not env.grant:
             raise _deny(ErrorCode.UNAUTHORIZED, f"{spec.name} needs a grant")
         raw = self._verify(env.grant, "grant")
         claims = self._claims(GrantClaims, raw, "grant")
-        self._authorize_claims(claims, spec, camera)
-        approval: dict[str, Any] | None = None
-        if spec.needs_approval:
-            approval = self._check_approval(env, claims, camera)
-        reason = self.replay.check_and_record(claims.jti, claims.exp, spec.grant_use, camera or "")
-        if reason is not None:
-            raise _deny(ErrorCode.REPLAYED, reason, grant_id=claims.jti)
-        return AuthContext(
+        ctx = AuthContext(
             requester=claims.sub,
             unit=claims.unit,
             role=claims.role,
@@ -121,13 +136,26 @@ class PolicyGate:
             cameras=claims.cameras,
             expires_at=claims.exp,
             claims=raw,
-            approval=approval,
         )
+        try:
+            self._authorize_claims(claims, spec, camera)
+            if spec.needs_camera and self.cameras is not None and camera not in self.cameras():
+                # before the replay record, so a one-shot grant is not spent on a typo
+                raise _deny(ErrorCode.NOT_FOUND, f"no camera named {camera!r} on this device")
+            if spec.needs_approval:
+                ctx.approval = self._check_approval(env, claims, camera)
+            reason = self.replay.check_and_record(claims.jti, claims.exp, spec.grant_use, camera or "")
+            if reason is not None:
+                raise _deny(ErrorCode.REPLAYED, reason, grant_id=claims.jti)
+        except Denied as exc:
+            exc.identity = ctx
+            raise
+        return ctx
 
     # ---------------------------------------------------------------- token
     def _verify(self, token: str, usage: str) -> dict[str, Any]:
-        if len(token) > MAX_GRANT_BYTES:
-            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} larger than {MAX_GRANT_BYTES} bytes")
+        if len(token) > self.max_grant_bytes:
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} larger than {self.max_grant_bytes} bytes")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
