@@ -1,8 +1,8 @@
 """The center's grant authority (reference implementation): signing keys, the key set devices
 trust, and the grants and approvals that authorize commands.
 
-Grants are standard JWTs (RFC 7519) signed with EdDSA (Ed25519, RFC 8037) through PyJWT; any JOSE
-library can produce them. Each key in the published key set carries ``edge_usage``:
+Grants are standard JWTs (RFC 7519) signed with EdDSA (Ed25519, RFC 8037) or ES256 (ECDSA P-256)
+through PyJWT; any JOSE library can produce them. Each key in the published key set carries ``edge_usage``:
 ``grant`` (requester grants), ``approval`` (provincial police leadership approvals), or ``trust``
 (signs key-set updates). A device accepts a signature only from a key whose usage fits.
 """
@@ -19,9 +19,12 @@ from typing import Any, Literal
 
 import jwt
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 Usage = Literal["grant", "approval", "trust"]
+Alg = Literal["EdDSA", "ES256"]
+PrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 ISSUER = "center-authority"
 
 
@@ -33,20 +36,27 @@ def _b64u(data: bytes) -> str:
 class SigningKey:
     kid: str
     usage: Usage
-    private: Ed25519PrivateKey
+    private: PrivateKey
+
+    @property
+    def alg(self) -> Alg:
+        return "EdDSA" if isinstance(self.private, Ed25519PrivateKey) else "ES256"
 
     def jwk(self) -> dict[str, Any]:
-        raw = self.private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        """Public JWK, with the custom member ``edge_usage`` saying what the key may sign."""
+        common = {"kid": self.kid, "alg": self.alg, "use": "sig", "edge_usage": self.usage}
+        if isinstance(self.private, Ed25519PrivateKey):
+            raw = self.private.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+            return {"kty": "OKP", "crv": "Ed25519", "x": _b64u(raw), **common}
+        nums = self.private.public_key().public_numbers()
         return {
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": _b64u(raw),
-            "kid": self.kid,
-            "alg": "EdDSA",
-            "use": "sig",
-            "edge_usage": self.usage,
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64u(nums.x.to_bytes(32, "big")),
+            "y": _b64u(nums.y.to_bytes(32, "big")),
+            **common,
         }
 
 
@@ -63,8 +73,11 @@ class GrantAuthority:
             ga.add_key(usage)  # type: ignore[arg-type]
         return ga
 
-    def add_key(self, usage: Usage, kid: str | None = None) -> SigningKey:
-        key = SigningKey(kid or f"{usage}-{uuid.uuid4().hex[:8]}", usage, Ed25519PrivateKey.generate())
+    def add_key(self, usage: Usage, kid: str | None = None, alg: Alg = "EdDSA") -> SigningKey:
+        private: PrivateKey = (
+            Ed25519PrivateKey.generate() if alg == "EdDSA" else ec.generate_private_key(ec.SECP256R1())
+        )
+        key = SigningKey(kid or f"{usage}-{uuid.uuid4().hex[:8]}", usage, private)
         self.keys[key.kid] = key
         return key
 
@@ -87,9 +100,7 @@ class GrantAuthority:
         k = signer or self.key("trust")
         now = int(time.time())
         claims = {"iss": self.issuer, "iat": now, "exp": now + 600, "jti": uuid.uuid4().hex, "keyset": keyset}
-        return jwt.encode(
-            claims, k.private, algorithm="EdDSA", headers={"kid": k.kid, "typ": "edge-keyset+jwt"}
-        )
+        return jwt.encode(claims, k.private, algorithm=k.alg, headers={"kid": k.kid, "typ": "edge-keyset+jwt"})
 
     def grant(
         self,
@@ -134,7 +145,7 @@ class GrantAuthority:
             claims["org"] = org
         claims.update(extra or {})
         k = signer or self.key(usage)
-        return jwt.encode(claims, k.private, algorithm="EdDSA", headers={"kid": k.kid, "typ": "JWT"})
+        return jwt.encode(claims, k.private, algorithm=k.alg, headers={"kid": k.kid, "typ": "JWT"})
 
     def approval(
         self,
@@ -186,6 +197,10 @@ class GrantAuthority:
         for p in sorted(directory.glob("*.pem")):
             kid, usage, _ = p.name.rsplit(".", 2)
             priv = serialization.load_pem_private_key(p.read_bytes(), None)
-            assert isinstance(priv, Ed25519PrivateKey)
+            if not isinstance(priv, (Ed25519PrivateKey, ec.EllipticCurvePrivateKey)):
+                raise ValueError(f"{p}: not an Ed25519 or P-256 key")
             ga.keys[kid] = SigningKey(kid, usage, priv)  # type: ignore[arg-type]
+        published = directory / "keyset.json"
+        if published.is_file():  # keep the version moving forward across restarts
+            ga.keyset_version = int(json.loads(published.read_text()).get("version", 1))
         return ga

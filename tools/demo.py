@@ -31,7 +31,9 @@ def banner(text: str) -> None:
     print(f"\033[1m== {text}\033[0m", flush=True)
 
 
-def write_agent_config(broker: Broker, state: Path, camera_main: str, camera_sub: str) -> Path:
+def write_agent_config(
+    broker: Broker, state: Path, camera_main: str, camera_sub: str, onvif_url: str, onvif_creds: Path
+) -> Path:
     """After enrollment the identity lives in the state dir (default paths); the config names the rest."""
     cfg = WORK / "agent.toml"
     cfg.write_text(
@@ -58,13 +60,18 @@ name = "walkway"
 main_url = "{camera_main}"
 sub_url = "{camera_sub}"
 detect_fps = 5
+onvif = {{ url = "{onvif_url}", credentials_file = "{onvif_creds}" }}
+
+[ptz]
+idle_return_s = 20
 """
     )
     return cfg
 
 
 async def run() -> int:
-    from tests.fixtures.camera import RtspCamera  # the simulator's process wrapper
+    from tests.fixtures.camera import RtspCamera  # the simulators' process wrappers
+    from tests.fixtures.onvif import start_onvif_sim
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -88,6 +95,12 @@ async def run() -> int:
     camera = RtspCamera()
     await asyncio.to_thread(camera.start)
     print(f"   main {camera.main_url}   sub {camera.sub_url}")
+
+    banner("starting the ONVIF camera simulator (SOAP, WS-UsernameToken digest, PTZ)")
+    onvif = await asyncio.to_thread(
+        start_onvif_sim, WORK / "onvif", rtsp_main=camera.main_url, rtsp_sub=camera.sub_url
+    )
+    print(f"   {onvif.url}  (credentials file {onvif.credentials_file.relative_to(REPO)}, 0600)")
 
     console_creds = broker.issue_center("center-console")
     console = CenterClient(
@@ -137,7 +150,9 @@ async def run() -> int:
     print(f"   enrolled in {time.perf_counter() - t0:.1f} s")
 
     banner("starting the agent (edge-agent run); its log: run/demo/agent.log")
-    cfg = write_agent_config(broker, state, camera.main_url, camera.sub_url)
+    cfg = write_agent_config(
+        broker, state, camera.main_url, camera.sub_url, onvif.url, onvif.credentials_file
+    )
     agent_log = (WORK / "agent.log").open("ab")
     agent = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -181,6 +196,34 @@ async def run() -> int:
                     f"   console → get_status (signed operator grant) → ok={r['ok']} cameras={cams}",
                     flush=True,
                 )
+                police = center.authority.grant(
+                    role="district_police",
+                    sub="officer-17",
+                    unit="Ba Dinh district police",
+                    actions=["ptz_move", "ptz_status"],
+                    aud=DEVICE,
+                    area={"province": "01", "district": "001"},
+                    purpose="follow a reported incident",
+                    purpose_ref="case 2026/118",
+                    ttl=600,
+                )
+                r = await console.command(
+                    DEVICE,
+                    "ptz_move",
+                    {"camera": "walkway", "pan": 0.5, "timeout_s": 1.0},
+                    grant=police,
+                    timeout=10,
+                )
+                print(
+                    f"   console → ptz_move (district police grant) → ok={r['ok']} {r.get('error') or ''}",
+                    flush=True,
+                )
+                await asyncio.sleep(1.5)
+                r = await console.command(
+                    DEVICE, "ptz_status", {"camera": "walkway"}, grant=police, timeout=10
+                )
+                pos = (r.get("result") or {}).get("position")
+                print(f"   console → ptz_status → position {pos}", flush=True)
                 r = await console.command(DEVICE, "get_status", timeout=5)
                 err = r.get("error") or {}
                 print(
@@ -210,6 +253,7 @@ async def run() -> int:
     await asyncio.sleep(0.5)  # let the console print the offline message
     await console.stop()
     await asyncio.to_thread(camera.stop)
+    await asyncio.to_thread(onvif.stop)
     await enroll.cleanup()
     broker.stop()
     return rc

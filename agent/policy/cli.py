@@ -25,7 +25,7 @@ def _paths(config: Path | None, file: Path | None, cert: Path | None) -> tuple[P
     except ConfigError as exc:
         typer.secho("\n".join(exc.problems), fg="red", err=True)
         raise typer.Exit(2) from None
-    return s.storage.state_dir / "audit" / "audit.log", cert or s.cert_file
+    return s.policy.audit_file or s.storage.state_dir / "audit" / "audit.log", cert or s.cert_file
 
 
 def public_key_from_cert(cert: Path) -> PublicKey:

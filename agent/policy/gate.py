@@ -196,6 +196,10 @@ class PolicyGate:
             raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} signature is invalid") from None
         except jwt.PyJWTError as exc:
             raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} invalid: {exc}") from None
+        except (ValueError, TypeError, OverflowError, KeyError) as exc:
+            # Signed but absurd claims (e.g. exp = 1e400) that the JOSE library does not map to
+            # its own errors: still a refusal, never a crash.
+            raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} claims unreadable: {type(exc).__name__}") from None
 
     @staticmethod
     def _claims(model: type[GrantClaims], raw: dict[str, Any], usage: str) -> Any:

@@ -57,13 +57,13 @@ def build_policy(services: Services) -> Policy:
     if not trust.loaded:
         log.warning("no trusted key set at %s: every command that needs a grant will be refused", trust_file)
     policy = PolicyMatrix.load(s.policy.policy_file)
-    replay = ReplayCache(services.state_dir / "replay.sqlite")
+    replay = ReplayCache(s.policy.replay_file or services.state_dir / "replay.sqlite")
 
     async def sink(rec: AuditRecord) -> None:
         await services.outbox.put("audit", rec)
 
     audit = AuditLog(
-        services.state_dir / "audit" / "audit.log",
+        s.policy.audit_file or services.state_dir / "audit" / "audit.log",
         load_device_key(services),
         sink=sink,
         checkpoint_every=s.policy.audit_checkpoint_every,
@@ -76,7 +76,9 @@ def build_policy(services: Services) -> Policy:
         trust=trust,
         policy=policy,
         replay=replay,
+        cameras=lambda: {c.name for c in s.cameras},
         clock_skew_s=s.policy.clock_skew_s,
+        max_grant_bytes=s.policy.max_grant_bytes,
     )
     services.extras["policy"] = policy
     services.extras["trust"] = trust
