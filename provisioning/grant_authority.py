@@ -100,7 +100,9 @@ class GrantAuthority:
         k = signer or self.key("trust")
         now = int(time.time())
         claims = {"iss": self.issuer, "iat": now, "exp": now + 600, "jti": uuid.uuid4().hex, "keyset": keyset}
-        return jwt.encode(claims, k.private, algorithm=k.alg, headers={"kid": k.kid, "typ": "edge-keyset+jwt"})
+        return jwt.encode(
+            claims, k.private, algorithm=k.alg, headers={"kid": k.kid, "typ": "edge-keyset+jwt"}
+        )
 
     def grant(
         self,

@@ -132,19 +132,45 @@ async def test_rewritten_history_fails_the_signed_checkpoint(tmp_path: Path, dev
     assert any("history rewritten" in str(pr) for pr in report.problems)
 
 
-async def test_torn_last_record_is_cut_and_recorded(tmp_path: Path, device: Any) -> None:
+async def test_torn_last_record_is_set_aside_and_recorded(tmp_path: Path, device: Any) -> None:
     key, _ = device
     p = tmp_path / "audit.log"
     log = AuditLog(p, key)
     await fill(log, 3)
     log.close()
+    torn = b'{"seq": 4, "ts": 1, "pr'
     with p.open("ab") as f:
-        f.write(b'{"seq": 4, "ts": 1, "pr')  # power cut mid-write
+        f.write(torn)  # power cut mid-write
     log = AuditLog(p, key)
+    await fill(log, 1)
     log.close()
     recs = [json.loads(x) for x in lines(p)]
-    assert recs[-1]["reason"] == "torn_tail_truncated" and recs[-1]["seq"] == 4
+    assert recs[3]["reason"] == "torn_tail_truncated" and recs[3]["seq"] == 4
+    assert recs[3]["detail"] == {"bytes": len(torn)} and recs[4]["seq"] == 5
+    (aside,) = tmp_path.glob("audit.log.torn-*")  # the torn bytes are kept, not deleted
+    assert aside.read_bytes() == torn
     assert verify_file(p, None).ok
+
+
+async def test_a_corrupt_record_mid_file_is_never_cut_away_and_is_reported(
+    tmp_path: Path, device: Any
+) -> None:
+    key, cert = device
+    p = tmp_path / "audit.log"
+    log = AuditLog(p, key)
+    await fill(log, 5)
+    log.close()
+    ls = lines(p)
+    ls[2] = b"\x00\x00 garbage \x00\n"
+    p.write_bytes(b"".join(ls))
+    log = AuditLog(p, key)  # restart: must not truncate records 4..5 behind the bad line
+    await fill(log, 1)
+    log.close()
+    after = lines(p)
+    assert len(after) == 6 and after[3:5] == ls[3:5]
+    assert json.loads(after[5])["seq"] == 6
+    report = verify_file(p, pubkey(cert))
+    assert next(str(x) for x in report.problems).startswith("line 3: unreadable record")
 
 
 # ------------------------------------------------------------------ fuzzing the whole command path

@@ -133,9 +133,7 @@ class AuditLog:
         self._fh = path.open("ab")
         path.chmod(0o600)
         if torn:
-            self._append_sync(
-                {"kind": "event", "reason": "torn_tail_truncated", "detail": {"bytes": torn}}
-            )
+            self._append_sync({"kind": "event", "reason": "torn_tail_truncated", "detail": {"bytes": torn}})
 
     def _recover(self) -> int:
         """Find the chain head. A power cut can leave a torn last line (no newline, or half a JSON
