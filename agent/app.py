@@ -25,6 +25,7 @@ from agent.mqtt.session import MqttSession
 from agent.policy.wiring import build_policy
 from agent.ptz import handlers as ptz_handlers
 from agent.services import Services
+from agent.stream import handlers as stream_handlers
 from provisioning.rotation import CertificateRotator
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class AgentApp:
         # detection up at call time, so the order in which the two are built does not matter.
         self.services.extras[ptz_handlers.AWAY_HOOK_KEY] = self._ptz_away
         ptz_handlers.register(self.registry, self.services, self.settings.ptz)
+        stream_handlers.register(self.registry, self.services)
 
     def _camera_changed(self, status: CameraStatus) -> None:
         """Keep the retained state true: re-announce (debounced) when a camera goes on/offline."""
@@ -172,6 +174,9 @@ class AgentApp:
         self.sender = OutboxSender(self.outbox, session)
         # [wiring: features] cameras, detection, ptz, streams register before the session starts,
         # so the birth message lists every action and capability.
+        streams = stream_handlers.build(s)
+        streams.ensure_running()
+        self._stoppers.append(streams.stop)
 
         rotator = CertificateRotator(s)
         s.telemetry_providers["identity"] = rotator.status

@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from agent.policy.settings import PolicySettings
 from agent.ptz.settings import PtzSettings
+from agent.stream.settings import StreamSettings
 from provisioning.settings import ProvisioningSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/agent.toml")
@@ -163,6 +164,7 @@ class AgentSettings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
     ptz: PtzSettings = Field(default_factory=PtzSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AgentSettings:

@@ -60,13 +60,40 @@ class BrokerConfig:
         return "\n".join(x for x in lines if x) + "\n"
 
 
+ENROLL = "enroll"  # cam/v1/enroll/<identity>/{req,resp}: the enrollment namespace
+CLAIM_PREFIX = "claim-"  # CN of a one-time claim certificate
+CENTER_PREFIX = "center-"  # CN of a center service (console, SFU, enrollment service)
+ENROLL_SERVICE_PREFIX = "center-enroll"  # CN of the enrollment service
+
+
+def reserved_identity(name: str) -> str | None:
+    """Why `name` cannot be a device id (it would collide with another kind of identity), or None."""
+    if name == ENROLL:
+        return f"{ENROLL!r} is the enrollment namespace"
+    for prefix in (CLAIM_PREFIX, CENTER_PREFIX):
+        if name.startswith(prefix):
+            return f"identities starting with {prefix!r} are reserved"
+    if not name or any(c in name for c in "/+#$ \t\n") or len(name) > 64:
+        return "a device id is 1-64 characters without '/', '+', '#', '$' or spaces"
+    return None
+
+
 def render_acl(centers: list[str], root: str = TOPIC_ROOT) -> str:
+    """Devices: only their own subtree. Claim identities (and devices, for renewal): only their own
+    enrollment request/response topics. Centers: read everything, write commands. The enrollment
+    service: read enrollment requests, write enrollment responses, nothing else."""
     out = [
         "# devices: read and write only below their own id (CN = username = client id)",
         f"pattern readwrite {root}/%u/#",
+        "# every identity (a claim certificate, or a device renewing) owns only its own enrollment topics",
+        f"pattern readwrite {root}/{ENROLL}/%u/#",
     ]
     for name in centers:
-        if not name.startswith("center-"):
-            raise ValueError(f"center identities start with 'center-': {name!r}")
-        out += ["", f"user {name}", f"topic read {root}/#", f"topic write {root}/+/cmd"]
+        if not name.startswith(CENTER_PREFIX):
+            raise ValueError(f"center identities start with {CENTER_PREFIX!r}: {name!r}")
+        out += ["", f"user {name}"]
+        if name.startswith(ENROLL_SERVICE_PREFIX):
+            out += [f"topic read {root}/{ENROLL}/+/req", f"topic write {root}/{ENROLL}/+/resp"]
+        else:
+            out += [f"topic read {root}/#", f"topic write {root}/+/cmd"]
     return "\n".join(out) + "\n"

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from provisioning.broker_config import CLAIM_PREFIX, reserved_identity
+
 UTC = dt.timezone.utc
 
 
@@ -167,6 +169,9 @@ class CertificateAuthority:
         """Sign only a CSR whose signature matches its key and whose subject is exactly the assigned identity."""
         if not csr.is_signature_valid:
             raise CsrRejected("CSR signature does not match its public key")
+        why = reserved_identity(device_id)
+        if why:
+            raise CsrRejected(f"device id {device_id!r} refused: {why}")
         if not isinstance(csr.public_key(), ec.EllipticCurvePublicKey):
             raise CsrRejected("CSR key must be ECDSA P-256")
         cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -225,6 +230,32 @@ class CertificateAuthority:
         )
         self._record(cert, "center")
         return cert, key
+
+    def issue_claim_cert(
+        self, identity: str, not_after: dt.datetime
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """A one-time claim credential (CN claim-…): the broker ACL lets it reach only its own
+        enrollment topics, and the enrollment service accepts it once, with the matching token."""
+        if not identity.startswith(CLAIM_PREFIX):
+            raise ValueError(f"claim identities start with {CLAIM_PREFIX!r}")
+        key = ec.generate_private_key(ec.SECP256R1())
+        days = (not_after - now()).total_seconds() / 86400
+        cert = (
+            self._builder(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity)]), key.public_key(), days
+            )
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self.int_key, hashes.SHA256())
+        )
+        self._record(cert, "claim")
+        return cert, key
+
+    def serials_of(self, cn: str, kind: str | None = None) -> list[IssuedCert]:
+        """Issued certificates whose subject CN is `cn` (e.g. every certificate a device ever held)."""
+        return [r for r in self.records() if f"CN={cn}" in r.subject.split(",") and kind in (None, r.kind)]
 
     # ---------------------------------------------------------------- records, revocation
     def records(self) -> list[IssuedCert]:

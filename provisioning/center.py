@@ -1,15 +1,22 @@
-"""The center's enrollment service (reference): claims, HTTPS enrollment and renewal.
+"""The center's enrollment logic (reference): claims, enrollment and renewal.
 
-Why HTTPS and not an enrollment topic on the broker: the claim is verified by this service alone
-(a signed, one-time token), so the broker needs no per-claim credentials, no password file and no
-enrollment-only ACL that must be kept in sync; the exchange is one request/response (EST-like,
-RFC 7030 in spirit) over server-authenticated TLS pinned to the center's root from the claim file;
-renewal uses mutual TLS with the current device certificate. The broker only ever sees devices
-that already hold a certificate.
+A claim is a one-time, short-lived token (EdDSA JWT: organization, location, device id, expiry,
+jti) plus a claim credential: a certificate whose CN is ``claim-<jti>``, valid only on the broker's
+enrollment topics (ACL) and accepted by the enrollment service once, together with its own token.
+Two transports share this logic:
+
+- over the broker (provisioning/enroll_service.py, the default; ``mqtts://`` center URL): the box
+  needs to reach only the broker, the one port it needs anyway; no password exists anywhere
+  (the broker requires a client certificate from everyone);
+- over HTTPS (`serve`, ``https://`` center URL, EST-like): for sites where the enrollment service
+  is published separately; renewal (mutual TLS with the current device certificate) always uses it,
+  because a second MQTT connection with the device's own identity would take over the agent's
+  session (the client id is forced to the certificate CN).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import ssl
@@ -27,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
+from provisioning.broker_config import CLAIM_PREFIX
 from provisioning.ca import CertificateAuthority, CsrRejected, cert_pem, key_pem, write_private, write_public
 from provisioning.grant_authority import GrantAuthority
 
@@ -52,11 +60,16 @@ class Center:
     broker_host: str = "127.0.0.1"
     broker_port: int = 8883
     cert_days: float = 90
+    renew_url: str = ""  # https://HOST:PORT of the renewal endpoint, handed to enrolled devices
+    # a claim credential outlives its token by this much, so an expired claim still reaches the
+    # enrollment service and gets a clear "claim_expired" instead of a silent TLS refusal
+    claim_cert_grace_s: float = 86400
 
     @classmethod
-    def create(cls, directory: Path, **kw: Any) -> Center:
+    def create(cls, directory: Path, ca: CertificateAuthority | None = None, **kw: Any) -> Center:
+        """New center state; `ca` reuses an existing CA (tests share one), else one is created."""
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ca = CertificateAuthority.create(directory / "ca")
+        ca = ca or CertificateAuthority.create(directory / "ca")
         claim_key = Ed25519PrivateKey.generate()
         write_private(
             directory / "claim.key",
@@ -69,12 +82,12 @@ class Center:
         return cls(directory, ca, claim_key, ga, **kw)
 
     @classmethod
-    def load(cls, directory: Path, **kw: Any) -> Center:
+    def load(cls, directory: Path, ca: CertificateAuthority | None = None, **kw: Any) -> Center:
         k = serialization.load_pem_private_key((directory / "claim.key").read_bytes(), None)
         assert isinstance(k, Ed25519PrivateKey)
         return cls(
             directory,
-            CertificateAuthority(directory / "ca"),
+            ca or CertificateAuthority(directory / "ca"),
             k,
             GrantAuthority.load(directory / "authority"),
             **kw,
@@ -90,12 +103,20 @@ class Center:
         ttl_s: float = 86400,
         center_url: str = "",
     ) -> dict[str, Any]:
-        """What the installer receives (a file): a one-time token bound to org, location and device id."""
+        """What the installer receives (a file, 0600): a one-time token bound to org, location and
+        device id, the claim credential for the broker's enrollment topic, and the center's root."""
         t = int(time.time())
+        jti = uuid.uuid4().hex
+        claim_id = f"{CLAIM_PREFIX}{jti}"
+        cert, key = self.ca.issue_claim_cert(
+            claim_id,
+            dt.datetime.fromtimestamp(t + int(ttl_s) + self.claim_cert_grace_s, dt.timezone.utc),
+        )
         token = jwt.encode(
             {
                 "aud": CLAIM_AUD,
-                "jti": uuid.uuid4().hex,
+                "sub": claim_id,
+                "jti": jti,
                 "iat": t,
                 "exp": t + int(ttl_s),
                 "device_id": device_id,
@@ -107,8 +128,10 @@ class Center:
         )
         return {
             "claim": token,
-            "center": center_url,
+            "center": center_url or f"mqtts://{self.broker_host}:{self.broker_port}",
             "ca": self.ca.root_cert.public_bytes(serialization.Encoding.PEM).decode(),
+            "claim_cert": (cert_pem(cert) + cert_pem(self.ca.int_cert)).decode(),
+            "claim_key": key_pem(key).decode(),
         }
 
     def _used_file(self) -> Path:
@@ -142,12 +165,25 @@ class Center:
     # ---------------------------------------------------------------- enrollment
     _lock = threading.Lock()
 
-    def enroll(self, token: str, csr_pem: str, requested: dict[str, Any]) -> dict[str, Any]:
+    def enroll(
+        self, token: str, csr_pem: str, requested: dict[str, Any], identity: str | None = None
+    ) -> dict[str, Any]:
+        """Sign the CSR if the claim is valid, unused and matches; `identity` is the broker-verified
+        claim credential (CN) the request came from, which must be the token's own."""
         with self._lock:
             claims = self.verify_claim(token)
+            if identity is not None and claims.get("sub") != identity:
+                raise EnrollmentRefused(
+                    "claim_mismatch", "this claim token belongs to another claim credential"
+                )
             if requested.get("org") not in (None, claims["org"]):
                 raise EnrollmentRefused(
                     "wrong_org", f"the claim is for organization {claims['org']!r}, not {requested['org']!r}"
+                )
+            if requested.get("device_id") not in (None, claims["device_id"]):
+                raise EnrollmentRefused(
+                    "wrong_device",
+                    f"the claim is for device {claims['device_id']!r}, not {requested['device_id']!r}",
                 )
             if requested.get("location") not in (None, claims["location"]):
                 raise EnrollmentRefused("wrong_location", "the claim is for another location")
@@ -158,6 +194,9 @@ class Center:
                 raise EnrollmentRefused("csr_rejected", str(exc), 400) from None
             used = self._used() | {claims["jti"]}
             write_public(self._used_file(), json.dumps(sorted(used)).encode())
+            for rec in self.ca.serials_of(str(claims.get("sub", "")), "claim"):
+                if not rec.revoked:
+                    self.ca.revoke(rec.serial)  # spent: the claim credential goes on the CRL
         log.info("enrolled %s for %s", claims["device_id"], claims["org"])
         return self._bundle(cert, claims["device_id"], claims["org"], claims["location"])
 
@@ -187,6 +226,7 @@ class Center:
             "chain": self.ca.chain_pem.decode(),
             "trust_keyset": self.authority.keyset(),
             "broker": {"host": self.broker_host, "port": self.broker_port},
+            "renew_url": self.renew_url,
             "server_time": time.time(),
         }
 

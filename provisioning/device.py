@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography import x509
@@ -20,16 +22,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from provisioning.ca import fingerprint, key_pem, write_private, write_public
+from provisioning.enroll_client import check_connect, enroll_over_broker
+from provisioning.errors import ProvisionError
 
 MAX_CLOCK_SKEW_S = 300
 
 
-class ProvisionError(Exception):
-    """Enrollment failed; `code` is machine-readable, the message says what to do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+__all__ = ["IdentityPaths", "ProvisionError", "identity", "new_key_and_csr", "provision", "renew"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +156,8 @@ def _store(
     info.update(
         device_id=bundle["device_id"], org=bundle["org"], broker=bundle["broker"], updated_at=time.time()
     )
+    if bundle.get("renew_url"):
+        info["renew_url"] = bundle["renew_url"]
     if bundle.get("location"):
         info["location"] = bundle["location"]
     write_public(paths.info, json.dumps(info, indent=1).encode())
@@ -169,12 +170,21 @@ async def provision(
     *,
     progress: Callable[[str], None] = print,
     timeout: float = 20.0,
+    org: str | None = None,
 ) -> dict[str, Any]:
+    """Enroll: make the key, send the CSR with the claim, store certificate, chain and trust anchors.
+
+    `center_url` is ``mqtts://HOST:PORT`` (enrollment over the broker, the default) or
+    ``https://HOST:PORT`` (the HTTPS enrollment endpoint). `org`, when given, is what the installer
+    believes the box belongs to; the center refuses a claim for another organization.
+    """
     claim = load_claim(claim_file)
     url = (center_url or claim.get("center") or "").rstrip("/")
-    if not url.startswith("https://"):
+    scheme = urlsplit(url).scheme
+    if scheme not in ("https", "mqtts"):
         raise ProvisionError(
-            "center_url", f"the center URL must be https:// (got {url!r}); pass --center https://HOST:PORT"
+            "center_url",
+            f"the center URL must be mqtts://HOST:PORT or https://HOST:PORT (got {url!r}); pass --center",
         )
     who = claim_payload(claim["claim"])
     if who.get("exp", 0) < time.time():
@@ -182,17 +192,44 @@ async def provision(
     progress(f"claim for device {who.get('device_id')} of {who.get('org')!r} at {who.get('location')}")
     progress("generating the device key (ECDSA P-256); it never leaves this box")
     key, csr = new_key_and_csr(str(who.get("device_id")), str(who.get("org")))
-    progress(f"enrolling with {url} ...")
-    bundle = await _post(
-        f"{url}/v1/enroll", {"claim": claim["claim"], "csr": csr}, _tls(claim["ca"]), timeout
-    )
+    requested = {"device_id": who.get("device_id"), "org": org or who.get("org")}
+    if scheme == "mqtts":
+        if "claim_cert" not in claim or "claim_key" not in claim:
+            raise ProvisionError(
+                "claim_unreadable", "this claim file has no claim credential for the broker: use https://"
+            )
+        u = urlsplit(url)
+        host, port = u.hostname or "", u.port or 8883
+        progress(f"enrolling over the broker {host}:{port} ...")
+        bundle = await asyncio.to_thread(
+            enroll_over_broker,
+            claim,
+            host,
+            port,
+            csr,
+            requested,
+            IdentityPaths(state_dir).dir / ".claim",
+            timeout=timeout,
+        )
+    else:
+        progress(f"enrolling with {url} ...")
+        bundle = await _post(
+            f"{url}/v1/enroll",
+            {"claim": claim["claim"], "csr": csr, "requested": requested},
+            _tls(claim["ca"]),
+            timeout,
+        )
     skew = bundle.get("server_time", time.time()) - time.time()
     if abs(skew) > MAX_CLOCK_SKEW_S:
         progress(
             f"warning: this box's clock differs from the center's by {skew:+.0f} s: grants will fail; fix NTP"
         )
-    _store(IdentityPaths(state_dir), key, bundle, {"center": url, "enrolled_at": time.time()})
+    paths = IdentityPaths(state_dir)
+    _store(paths, key, bundle, {"center": url, "enrolled_at": time.time()})
     progress(f"enrolled as {bundle['device_id']}; certificate, CA and trust anchors stored in {state_dir}")
+    if scheme == "mqtts":
+        await asyncio.to_thread(check_connect, host, port, paths.ca, paths.cert, paths.key, timeout)
+        progress(f"connected to the broker with the new certificate as {bundle['device_id']}")
     return bundle
 
 
@@ -206,7 +243,13 @@ async def renew(state_dir: Path, *, timeout: float = 20.0) -> dict[str, Any]:
         str(cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value),
     )
     ctx = _tls(paths.ca.read_text(), paths.cert, paths.key)
-    bundle = await _post(f"{info['center']}/v1/renew", {"csr": csr}, ctx, timeout)
+    url = info.get("renew_url") or info.get("center", "")
+    if not str(url).startswith("https://"):
+        raise ProvisionError(
+            "renew_unavailable",
+            "the center gave this box no renewal endpoint (https://); enroll again with a new claim",
+        )
+    bundle = await _post(f"{url}/v1/renew", {"csr": csr}, ctx, timeout)
     _store(paths, key, bundle, {"renewed_at": time.time()})
     return bundle
 

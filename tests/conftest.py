@@ -9,4 +9,6 @@ pytest_plugins: list[str] = [
     "tests.fixtures.broker",
     "tests.fixtures.grants",
     "tests.fixtures.onvif",
+    "tests.fixtures.stream",
+    "tests.fixtures.stream_whip",
 ]

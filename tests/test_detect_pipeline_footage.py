@@ -24,9 +24,10 @@ from tests.fixtures.detect import ListSink, SynthFrame
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 # Stated minimums (measured values in docs/detection.md, "Real footage").
-MIN_DETECTIONS_PER_FRAME = 2.0  # people in view of the walkway, averaged over 15 s
-MIN_STABLE_TRACKS = 4  # pedestrians each holding one id for >= 30 frames (3 s), gaps <= 3 frames
-MIN_CROSSINGS_EACH_WAY = 1
+MIN_PERSONS_PER_FRAME = 3.0  # confirmed person tracks in view, mean over 15 s (measured 5.9)
+MIN_STABLE_TRACKS = 6  # pedestrians holding one id for >= 30 frames (3 s), gaps <= 3 (measured 10)
+MIN_CROSSINGS_EACH_WAY = 3  # line across the walkway, first 40 s at 5 fps (measured 6 and 6)
+MIN_CARS, MIN_TWO_WHEELERS = 2, 3  # street tracks of >= 5 frames (measured 6 cars, 4 + 3)
 
 
 def decode(path: Path, n: int, width: int) -> list[SynthFrame]:
@@ -45,10 +46,12 @@ def decode(path: Path, n: int, width: int) -> list[SynthFrame]:
 
 @pytest.fixture(scope="module")
 def detector():  # type: ignore[no-untyped-def]
+    """The default model as the agent loads it (thresholds lowered to the tracker's low score)."""
     from agent.detect.model import load_detector
     from agent.detect.settings import ModelSettings
+    from agent.detect.wiring import model_settings_for_tracking
 
-    return load_detector(ModelSettings(threads=2))
+    return load_detector(model_settings_for_tracking(ModelSettings(threads=2), PipelineSettings()))
 
 
 async def run(detector, frames: list[SynthFrame], rules: CameraRules) -> tuple[CameraPipeline, dict]:  # type: ignore[no-untyped-def]
@@ -87,17 +90,18 @@ WALKWAY_RULES = CameraRules.model_validate(
 async def test_walkway_pedestrians_are_detected_and_tracked_with_stable_ids(detector) -> None:
     """15 s of the walkway at its full 10 fps: several pedestrians each keep one id for >= 3 s."""
     frames = decode(SAMPLES / "walkway_sub.mp4", 150, 416)
-    p, r = await run(detector, frames, CameraRules())
+    _, r = await run(detector, frames, CameraRules())
     persons = {tid: idx for tid, idx in r["seen"].items() if r["labels"][tid] == "person"}
     stable = [tid for tid, idx in persons.items() if longest_run(idx, max_gap=3) >= 30]
-    per_frame = p.stats.detections / p.stats.frames
-    assert per_frame >= MIN_DETECTIONS_PER_FRAME, per_frame
+    per_frame = sum(len(idx) for idx in persons.values()) / len(frames)
+    assert per_frame >= MIN_PERSONS_PER_FRAME, per_frame
     assert len(stable) >= MIN_STABLE_TRACKS, {t: len(i) for t, i in persons.items()}
 
 
 async def test_walkway_line_counts_crossings_in_both_directions(detector) -> None:
-    """60 s of the walkway sampled at 5 fps (as detect_fps=5 does): people cross both ways."""
-    frames = decode(SAMPLES / "walkway_sub.mp4", 600, 416)[::2]
+    """40 s of the walkway sampled at 5 fps (as detect_fps=5 does): people cross both ways (some
+    walk back and forth, so one track may count in both directions)."""
+    frames = decode(SAMPLES / "walkway_sub.mp4", 400, 416)[::2]
     _, r = await run(detector, frames, WALKWAY_RULES)
     dirs = Counter(c.direction for c in r["crossings"] if c.counted)
     assert dirs["forward"] >= MIN_CROSSINGS_EACH_WAY and dirs["backward"] >= MIN_CROSSINGS_EACH_WAY, dirs
@@ -109,9 +113,10 @@ async def test_walkway_line_counts_crossings_in_both_directions(detector) -> Non
 
 
 async def test_street_cars_and_two_wheelers_are_detected(detector) -> None:
-    """The 10 s street clip at 12.5 fps: a car and at least one bicycle/motorcycle are tracked."""
+    """The 10 s street clip at 12.5 fps: cars, bicycles and a motorcycle are tracked."""
     frames = decode(SAMPLES / "street.mp4", 250, 416)[::2]
     _, r = await run(detector, frames, CameraRules())
     labels = Counter(r["labels"][tid] for tid, idx in r["seen"].items() if len(idx) >= 5)
-    assert labels["car"] >= 1, labels
-    assert labels["bicycle"] + labels["motorcycle"] >= 1, labels
+    assert labels["car"] >= MIN_CARS, labels
+    assert labels["bicycle"] + labels["motorcycle"] >= MIN_TWO_WHEELERS, labels
+    assert labels["motorcycle"] >= 1, labels

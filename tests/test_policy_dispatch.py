@@ -304,3 +304,58 @@ async def test_signed_grants_with_absurd_claims_are_refused_never_crash(
         if x.get("decision") == "allowed":
             assert x["role"] == "provincial_police" and len(x["purpose"]) >= 3
     assert verify_file(node.log_path, None).ok
+
+
+async def test_update_trust_through_the_dispatcher_rotates_keys_and_is_audited(
+    tmp_path: Path, ga: GrantAuthority
+) -> None:
+    from agent.config import AgentSettings
+    from agent.policy import handlers
+    from agent.services import Services
+
+    node = Node(tmp_path, ga)
+    settings = AgentSettings.model_validate(
+        {
+            "device": {
+                "id": DEVICE,
+                "owner_org": "Org A",
+                "location": {"province": "01", "district": "001", "commune": "00004"},
+            },
+            "center": {"host": "localhost", "insecure_dev": True},
+            "storage": {"state_dir": str(tmp_path / "state")},
+        }
+    )
+    outbox = Outbox(tmp_path / "o.sqlite", DEVICE, 2**20)
+    handlers.register(
+        node.dispatcher.registry, Services(settings=settings, outbox=outbox), node.gate.trust, node.audit
+    )
+    new = GrantAuthority.create()
+    new.keyset_version = 2
+    op = ga.grant(role="operator_unit", actions=["update_trust"], aud=DEVICE, area=PROV)
+    bad = await node.send("update_trust", op, keyset_jws=new.signed_keyset_update(new.keyset()))
+    assert bad.error.code == "invalid_params" and "not signed by a trusted" in bad.error.message
+    op2 = ga.grant(role="operator_unit", actions=["update_trust"], aud=DEVICE, area=PROV)
+    r = await node.send("update_trust", op2, keyset_jws=ga.signed_keyset_update(new.keyset()))
+    assert r.ok and r.result["version"] == 2 and set(r.result["kids"]) == set(new.keys)
+    assert json.loads((tmp_path / "keyset.json").read_text())["version"] == 2  # persisted
+    assert (tmp_path / "keyset.json").stat().st_mode & 0o777 == 0o600
+    police = ga.grant(role="provincial_police", actions=["ptz_move"], aud=DEVICE, area=PROV)
+    assert (await node.send("ptz_move", police, camera="gate")).error.code == "unauthorized"  # old key gone
+    police = new.grant(role="provincial_police", actions=["ptz_move"], aud=DEVICE, area=PROV)
+    assert (await node.send("ptz_move", police, camera="gate")).ok
+    rotated = [x for x in node.records() if x.get("reason") == "trust_updated"]
+    assert len(rotated) == 1 and rotated[0]["requester"] == "officer-1"
+    assert set(rotated[0]["detail"]["added"]) == set(new.keys) and rotated[0]["detail"]["version"] == 2
+    outbox.close()
+
+
+def test_an_unusable_key_set_file_means_trust_nothing_not_a_crash(tmp_path: Path) -> None:
+    for junk in [
+        "{not json",
+        '{"keys": 5}',
+        '{"keys": [{"kid": "a", "edge_usage": "grant", "kty": "OKP"}]}',
+        "[]",
+    ]:
+        (tmp_path / "keyset.json").write_text(junk)
+        store = TrustStore(tmp_path / "keyset.json")
+        assert not store.loaded and store.error and "unusable key set" in store.error

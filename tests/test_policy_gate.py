@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -380,3 +381,121 @@ def test_policy_matrix_names_every_action_the_agent_registers() -> None:
         > policy.ptz_priority("commune_police")
         > policy.ptz_priority("transport_dept")
     )
+
+
+KNOWN_ACTIONS = [
+    "get_status", "get_counts", "search_events", "get_snapshot", "set_rules", "get_rules",
+    "stream_start", "stream_stop", "stream_ice", "stream_push", "ptz_move", "ptz_stop",
+    "ptz_goto_preset", "ptz_set_preset", "ptz_remove_preset", "ptz_home", "ptz_status",
+    "camera_reboot", "export_clip", "update_trust", "config_get", "config_set", "face_detect",
+]  # fmt: skip
+SCOPED: dict[str, dict[str, Any]] = {
+    "province": {"area": PROV},
+    "district": {"area": DIST},
+    "commune": {"area": COMM},
+    "own_org": {"org": "Org A"},
+    "grant": {"area": DIST, "cameras": ["gate"]},
+}
+
+
+@pytest.mark.parametrize("role", sorted(PolicyMatrix.load().roles))
+def test_the_gate_enforces_exactly_the_matrix(gate: PolicyGate, ga: GrantAuthority, role: str) -> None:
+    """Every role x every known action: a well-scoped grant passes iff policy.json allows it; the
+    matrix names every action (unknown actions are denied for everyone)."""
+    matrix = PolicyMatrix.load()
+    scope = matrix.roles[role].scope
+    for i, action in enumerate([*KNOWN_ACTIONS, "teleport"]):
+        g = ga.grant(
+            role=role, actions=[action], aud=DEVICE, ttl=600, jti=f"{role}-{i}-xxxx", **SCOPED[scope]
+        )
+        s = spec(action, needs_camera=True, needs_approval=action == "export_clip")
+        approval = ga.approval(
+            approves=f"{role}-{i}-xxxx", camera="gate", start=0, end=2e9, aud=DEVICE, area=PROV
+        )
+        e = env(action, g, approval, camera="gate", start=100, end=200)
+        if matrix.allows(role, action):
+            assert gate.check(e, s, "gate").role == role
+        else:
+            with pytest.raises(CommandError) as err:
+                gate.check(e, s, "gate")
+            assert err.value.code == ErrorCode.FORBIDDEN and f"may not {action}" in err.value.message
+    granted = {a for r in matrix.roles.values() for a in r.actions}
+    assert set(KNOWN_ACTIONS) <= granted
+
+
+@pytest.mark.parametrize(
+    ("role", "action", "why"),
+    [
+        ("transport_dept", "ptz_move", "no PTZ: state traffic management only"),
+        ("transport_dept", "export_clip", "no extraction"),
+        ("transport_dept", "face_detect", "face recognition is for police"),
+        ("traffic_police", "face_detect", "face recognition is for the territorial police"),
+        ("traffic_police", "ptz_move", "PTZ is for the territorial police"),
+        ("commune_police", "ptz_set_preset", "commune police move, but do not reconfigure presets"),
+        ("installer_org", "ptz_move", "installers run their cameras, they do not surveil"),
+        ("installer_org", "export_clip", "no extraction"),
+        ("other_agency", "ptz_move", "other agencies: only read actions a written request can justify"),
+        ("other_agency", "export_clip", "no extraction"),
+        ("police_leadership", "get_snapshot", "leadership approves; it does not act"),
+        ("operator_unit", "stream_start", "the operator maintains; it does not watch"),
+        ("operator_unit", "face_detect", "the operator maintains; it does not analyse"),
+    ],
+)
+def test_regulation_denials_hold_in_the_data(role: str, action: str, why: str) -> None:
+    """Independent of policy.json: what the regulation forbids stays forbidden (guards edits)."""
+    assert not PolicyMatrix.load().allows(role, action), why
+
+
+@pytest.mark.parametrize(
+    ("role", "actions"),
+    [
+        ("provincial_police", ["ptz_move", "face_detect", "search_events", "stream_start", "export_clip"]),
+        ("city_police", ["ptz_move", "face_detect", "search_events", "stream_start", "export_clip"]),
+        ("district_police", ["ptz_move", "face_detect", "search_events", "stream_start", "export_clip"]),
+        ("commune_police", ["ptz_move", "face_detect", "search_events", "stream_start", "export_clip"]),
+        ("traffic_police", ["get_counts", "search_events", "get_snapshot", "export_clip"]),
+        ("transport_dept", ["get_counts", "search_events", "stream_start"]),
+        ("operator_unit", ["get_status", "config_set", "camera_reboot", "update_trust", "set_rules"]),
+        ("installer_org", ["get_status", "set_rules", "get_counts"]),
+    ],
+)
+def test_regulation_permissions_hold_in_the_data(role: str, actions: list[str]) -> None:
+    m = PolicyMatrix.load()
+    assert [a for a in actions if not m.allows(role, a)] == []
+
+
+def test_the_shared_fixture_gate_trusts_the_session_authority(policy_gate: Any, authority: Any) -> None:
+    g = policy_gate(cameras={"gate"})
+    grant = authority.grant(
+        role="commune_police", actions=["ptz_move"], aud="box-01", area=g.location.model_dump()
+    )
+    assert g.check(env("ptz_move", grant, camera="gate"), spec("ptz_move", needs_camera=True), "gate")
+    with pytest.raises(CommandError) as e:
+        g.check(env("ptz_move", grant, camera="lobby"), spec("ptz_move", needs_camera=True), "lobby")
+    assert e.value.code == ErrorCode.NOT_FOUND
+
+
+def test_export_time_range_accepts_iso_times_and_refuses_a_missing_or_inverted_range(
+    gate: PolicyGate, ga: GrantAuthority
+) -> None:
+    s = spec("export_clip", needs_camera=True, needs_approval=True, grant_use="once")
+    t0 = 1_780_000_000.0
+
+    def attempt(jti: str, **params: Any) -> Any:
+        req = ga.grant(role="provincial_police", actions=["export_clip"], aud=DEVICE, area=PROV, jti=jti)
+        ok = ga.approval(approves=jti, camera="gate", start=t0, end=t0 + 600, aud=DEVICE, area=PROV)
+        return gate.check(env("export_clip", req, ok, camera="gate", **params), s, "gate")
+
+    iso = dt.datetime.fromtimestamp(t0 + 60, dt.timezone.utc).isoformat()
+    assert attempt("iso-range-0001", start=iso, end=t0 + 120).approval is not None
+    for i, params in enumerate([{}, {"start": t0 + 100, "end": t0 + 50}, {"start": True, "end": t0 + 9}]):
+        with pytest.raises(CommandError, match="needs a time range"):
+            attempt(f"bad-range-000{i}", **params)
+
+
+def test_the_documented_matrix_is_the_enforced_one() -> None:
+    from agent.policy.matrix import markdown_table
+
+    doc = (Path(__file__).parents[1] / "docs" / "access-policy.md").read_text()
+    documented = doc.split("<!-- matrix:begin -->\n")[1].split("\n<!-- matrix:end -->")[0]
+    assert documented == markdown_table(PolicyMatrix.load()), "regenerate: python -m agent.policy.matrix"

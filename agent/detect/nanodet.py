@@ -130,7 +130,9 @@ class NanoDetDecoder:
         self.cell_stride = np.concatenate(cell_stride)  # [N]
         self._bins = np.arange(REG_BINS, dtype=np.float32)
 
-    def concat_heads(self, outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def concat_heads(
+        self, outputs: Mapping[str, np.ndarray] | Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs (any order; told apart by shape) -> scores [N, 80] and distributions [N, 44]
         ordered stride 8, 16, 32."""
         arrays = list(outputs.values()) if isinstance(outputs, Mapping) else list(outputs)

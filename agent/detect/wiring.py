@@ -23,6 +23,7 @@ from agent.detect.manager import DetectionManager
 from agent.detect.pipeline import DetectFn, FrameLike
 from agent.detect.pipeline_settings import PipelineSettings
 from agent.detect.rules_settings import CameraRules, describe_validation_error
+from agent.detect.settings import ModelSettings
 
 if TYPE_CHECKING:
     from agent.mqtt.registry import HandlerRegistry
@@ -59,15 +60,31 @@ def pipeline_settings(services: Services) -> PipelineSettings:
     return ps if isinstance(ps, PipelineSettings) else PipelineSettings()
 
 
-def _load_detector(services: Services) -> tuple[DetectFn | None, dict[str, Any]]:
+def model_settings_for_tracking(model: ModelSettings, pipeline: PipelineSettings) -> ModelSettings:
+    """The model's thresholds lowered to the tracker's ``low_score``.
+
+    The pipeline applies its own per-class ``min_score`` to start and confirm tracks; detections
+    between ``low_score`` and that threshold only keep existing tracks alive (ByteTrack's second
+    association), so the detector must report them.
+    """
+    low = pipeline.tracker.low_score
+    scores = {c: min(model.min_score.get(c, model.default_min_score), low) for c in model.classes}
+    return model.model_copy(
+        update={"min_score": scores, "default_min_score": min(model.default_min_score, low)}
+    )
+
+
+def _load_detector(services: Services, pipeline: PipelineSettings) -> tuple[DetectFn | None, dict[str, Any]]:
     try:
         from agent.detect.model import load_detector  # the model area's module
     except ImportError as exc:
         return None, {"error": f"detector module unavailable: {exc}"}
     detect_settings = getattr(services.settings, "detect", None)
     model_settings = getattr(detect_settings, "model", None)
+    if not isinstance(model_settings, ModelSettings):
+        model_settings = ModelSettings()
     try:
-        detector = load_detector(model_settings) if model_settings is not None else load_detector()  # type: ignore[call-arg]
+        detector = load_detector(model_settings_for_tracking(model_settings, pipeline))
     except Exception as exc:  # a missing model file or runtime must not take the agent down
         log.error("detection disabled: cannot load the model: %s", exc)
         return None, {"error": f"cannot load model: {exc}"}
@@ -93,7 +110,7 @@ async def build_detection(services: Services, registry: HandlerRegistry) -> Call
     settings = pipeline_settings(services)
     rules = {c.name: camera_rules(getattr(c, "rules", None), c.name) for c in services.settings.cameras}
     fps = {c.name: float(c.detect_fps) for c in services.settings.cameras}
-    detect, info = _load_detector(services) if settings.enabled else (None, {"error": "disabled"})
+    detect, info = _load_detector(services, settings) if settings.enabled else (None, {"error": "disabled"})
     manager = DetectionManager(
         data_dir=services.data_dir,
         state_dir=services.state_dir,

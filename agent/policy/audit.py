@@ -33,6 +33,7 @@ from agent.policy.context import AuthContext, denied_identity
 log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
+MAX_UNSENT = 10000
 SigningKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
@@ -124,16 +125,19 @@ class AuditLog:
         self.sink = sink
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one writer at a time: the chain is a sequence
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.seq, self.head = 0, GENESIS
         self._since_checkpoint = 0
         self._last_checkpoint = time.time()
+        self._unsent: list[AuditRecord] = []  # written to disk, not yet queued for the center
         torn = self._recover()
         self._fh = path.open("ab")
         path.chmod(0o600)
         if torn:
-            self._append_sync({"kind": "event", "reason": "torn_tail_truncated", "detail": {"bytes": torn}})
+            self._unsent += self._append_sync(
+                {"kind": "event", "reason": "torn_tail_truncated", "detail": {"bytes": torn}}
+            )
 
     def _recover(self) -> int:
         """Find the chain head. A power cut can leave a torn last line (no newline, or half a JSON
@@ -164,41 +168,72 @@ class AuditLog:
         return torn
 
     # ---------------------------------------------------------------- appends
-    def _append_sync(self, fields: dict[str, Any]) -> AuditRecord:
+    def _write_locked(self, fields: dict[str, Any]) -> AuditRecord:
+        rec = AuditRecord(seq=self.seq + 1, ts=time.time(), prev=self.head, **fields)
+        data = rec.model_dump(mode="json")
+        rec.hash = data["hash"] = record_hash(data)
+        self._fh.write(json.dumps(data, ensure_ascii=False).encode() + b"\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.seq, self.head = rec.seq, rec.hash
+        return rec
+
+    def _checkpoint_locked(self) -> AuditRecord | None:
+        if self.key is None:
+            return None
+        sig = _sign(self.key, f"{self.seq}:{self.head}".encode())
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.time()
+        return self._write_locked(
+            {"kind": "checkpoint", "detail": {"upto_seq": self.seq, "head": self.head, "sig": sig}}
+        )
+
+    def _append_sync(self, fields: dict[str, Any]) -> list[AuditRecord]:
+        """Append one record, plus a signed checkpoint when one is due; all under one lock so a
+        checkpoint always signs a consistent (seq, head) pair."""
         with self._lock:
-            rec = AuditRecord(seq=self.seq + 1, ts=time.time(), prev=self.head, **fields)
-            data = rec.model_dump(mode="json")
-            rec.hash = data["hash"] = record_hash(data)
-            self._fh.write(json.dumps(data, ensure_ascii=False).encode() + b"\n")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self.seq, self.head = rec.seq, rec.hash
+            out = [self._write_locked(fields)]
             self._since_checkpoint += 1
             due = self._since_checkpoint >= self.checkpoint_every or (
                 time.time() - self._last_checkpoint >= self.checkpoint_interval_s
             )
-        if due and self.key is not None and fields.get("kind") != "checkpoint":
-            self.checkpoint_sync()
-        return rec
+            if due:
+                cp = self._checkpoint_locked()
+                if cp is not None:
+                    out.append(cp)
+        return out
 
     def checkpoint_sync(self) -> AuditRecord | None:
-        if self.key is None:
-            return None
-        head_seq, head = self.seq, self.head
-        sig = _sign(self.key, f"{head_seq}:{head}".encode())
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.time()
-        return self._append_sync(
-            {"kind": "checkpoint", "detail": {"upto_seq": head_seq, "head": head, "sig": sig}}
-        )
+        """Sign the current head now (e.g. at shutdown)."""
+        with self._lock:
+            return self._checkpoint_locked()
+
+    async def checkpoint(self) -> None:
+        """Sign the current head and send the checkpoint to the center as well."""
+        cp = await asyncio.to_thread(self.checkpoint_sync)
+        if cp is not None:
+            await self._send([cp])
+
+    async def _send(self, records: list[AuditRecord]) -> None:
+        """Queue records for the center in chain order. One that cannot be queued (outbox full)
+        waits in memory and goes first next time, so the center's copy has no silent gaps."""
+        if self.sink is None:
+            return
+        self._unsent.extend(records)
+        while self._unsent:
+            try:
+                await self.sink(self._unsent[0])
+            except Exception:  # the file stays the record of truth; retried with the next record
+                log.exception("audit record %d not queued for the center yet", self._unsent[0].seq)
+                if len(self._unsent) > MAX_UNSENT:
+                    dropped = len(self._unsent) - MAX_UNSENT
+                    del self._unsent[:dropped]
+                    log.error("%d audit records only on disk now: export the log for the center", dropped)
+                return
+            self._unsent.pop(0)
 
     async def _append(self, fields: dict[str, Any]) -> None:
-        rec = await asyncio.to_thread(self._append_sync, fields)
-        if self.sink is not None:
-            try:
-                await self.sink(rec)
-            except Exception:  # the file is the record of truth; the center copy can be re-exported
-                log.exception("audit record %d not queued for the center", rec.seq)
+        await self._send(await asyncio.to_thread(self._append_sync, fields))
 
     @staticmethod
     def _who(auth: AuthContext | None) -> dict[str, Any]:

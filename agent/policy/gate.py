@@ -11,6 +11,8 @@ signature.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,6 +72,21 @@ class Denied(CommandError):
 
 def _deny(code: ErrorCode, message: str, **details: Any) -> Denied:
     return Denied(code, message, details)
+
+
+def _as_epoch(value: Any) -> float | None:
+    """Seconds since the epoch from a number or an ISO-8601 time (naive means UTC); else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            t = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return None
 
 
 class PolicyGate:
@@ -143,7 +160,7 @@ class PolicyGate:
                 # before the replay record, so a one-shot grant is not spent on a typo
                 raise _deny(ErrorCode.NOT_FOUND, f"no camera named {camera!r} on this device")
             if spec.needs_approval:
-                ctx.approval = self._check_approval(env, claims, camera)
+                ctx.approval = self._check_approval(env, spec.name, claims, camera)
             reason = self.replay.check_and_record(claims.jti, claims.exp, spec.grant_use, camera or "")
             if reason is not None:
                 raise _deny(ErrorCode.REPLAYED, reason, grant_id=claims.jti)
@@ -163,6 +180,11 @@ class PolicyGate:
         alg = header.get("alg")
         if alg not in ALLOWED_ALGS:
             raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} algorithm {alg!r} not allowed (EdDSA or ES256)")
+        if not self.trust.loaded:
+            raise _deny(
+                ErrorCode.UNAUTHORIZED,
+                "this device trusts no signing keys yet (enrollment incomplete or key set unusable)",
+            )
         found = self.trust.key(str(header.get("kid")), usage)
         if found is None:
             raise _deny(
@@ -252,25 +274,26 @@ class PolicyGate:
                     f"device is outside the grant's area ({level} {getattr(loc, level)} not {want})",
                 )
 
-    def _check_approval(self, env: CommandEnvelope, c: GrantClaims, camera: str | None) -> dict[str, Any]:
+    def _check_approval(
+        self, env: CommandEnvelope, action: str, c: GrantClaims, camera: str | None
+    ) -> dict[str, Any]:
+        """The second signature: provincial police leadership consents to this request, for this
+        camera and time range (Quyết định: "trích xuất video phải được sự đồng ý của lãnh đạo Công an tỉnh")."""
         if not env.approval:
-            raise _deny(ErrorCode.FORBIDDEN, "extraction needs an approval from provincial police leadership")
+            raise _deny(ErrorCode.FORBIDDEN, f"{action} needs an approval from provincial police leadership")
         raw = self._verify(env.approval, "approval")
         a: ApprovalClaims = self._claims(ApprovalClaims, raw, "approval")
         role = self.policy.role(a.role)
-        if role is None or "export_clip" not in role.approves:
-            raise _deny(ErrorCode.FORBIDDEN, f"role {a.role} cannot approve extraction")
+        if role is None or action not in role.approves:
+            raise _deny(ErrorCode.FORBIDDEN, f"role {a.role} cannot approve {action}")
         self._check_area(role.scope, a)
-        start, end = env.params.get("start"), env.params.get("end")
+        start, end = _as_epoch(env.params.get("start")), _as_epoch(env.params.get("end"))
         if a.approves != c.jti:
             raise _deny(ErrorCode.FORBIDDEN, "the approval refers to another request")
         if a.camera != camera:
             raise _deny(ErrorCode.FORBIDDEN, "the approval covers another camera")
-        if (
-            not isinstance(start, (int, float))
-            or not isinstance(end, (int, float))
-            or start < a.start
-            or end > a.end
-        ):
+        if start is None or end is None or not start < end:
+            raise _deny(ErrorCode.FORBIDDEN, "an extraction needs a time range: params start < end")
+        if start < a.start or end > a.end:
             raise _deny(ErrorCode.FORBIDDEN, "the requested time range is outside the approved one")
         return raw

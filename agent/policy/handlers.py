@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.mqtt.envelope import CommandError, ErrorCode
 from agent.mqtt.registry import CommandContext, HandlerRegistry
+from agent.policy.audit import AuditLog
 from agent.policy.trust import TrustError, TrustStore
 from agent.services import Services
 
@@ -19,13 +22,33 @@ class UpdateTrustParams(BaseModel):
 
 class UpdateTrustResult(BaseModel):
     version: int
+    kids: list[str]
 
 
-def register(registry: HandlerRegistry, services: Services, trust: TrustStore) -> None:
+def register(
+    registry: HandlerRegistry,
+    services: Services,
+    trust: TrustStore | None = None,
+    audit: AuditLog | None = None,
+) -> None:
+    store: TrustStore = trust or services.extras["trust"]
+
     @registry.action("update_trust", UpdateTrustParams, grant_use="once", summary="Rotate the trusted keys.")
     async def update_trust(ctx: CommandContext, params: UpdateTrustParams) -> UpdateTrustResult:
+        before = store.kids()
         try:
-            version = trust.apply_update(params.keyset_jws)
+            version = await asyncio.to_thread(store.apply_update, params.keyset_jws)
         except TrustError as exc:
             raise CommandError(ErrorCode.INVALID_PARAMS, str(exc)) from None
-        return UpdateTrustResult(version=version)
+        after = store.kids()
+        if audit is not None:  # which keys came and went: the trail must show every rotation
+            await audit.event(
+                "trust_updated",
+                ctx.auth,
+                {
+                    "version": version,
+                    "added": sorted(set(after) - set(before)),
+                    "removed": sorted(set(before) - set(after)),
+                },
+            )
+        return UpdateTrustResult(version=version, kids=after)

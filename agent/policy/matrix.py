@@ -52,3 +52,22 @@ class PolicyMatrix(BaseModel):
         """Higher takes the PTZ lock from lower (provincial/city police > district > commune > others)."""
         r = self.roles.get(role)
         return r.ptz_priority if r is not None else -1
+
+
+def markdown_table(policy: PolicyMatrix) -> str:
+    """The action x role grid for docs/access-policy.md (a test keeps the doc equal to the data)."""
+    roles = list(policy.roles)
+    actions = sorted({a for r in policy.roles.values() for a in r.actions})
+    head = "| action | " + " | ".join(f"`{r}`" for r in roles) + " |"
+    rule = "|---|" + "---|" * len(roles)
+    rows = [
+        f"| `{a}` | " + " | ".join("✔" if a in policy.roles[r].actions else "" for r in roles) + " |"
+        for a in actions
+    ]
+    scope = "| *scope* | " + " | ".join(policy.roles[r].scope for r in roles) + " |"
+    prio = "| *PTZ priority* | " + " | ".join(str(policy.roles[r].ptz_priority) for r in roles) + " |"
+    return "\n".join([head, rule, scope, prio, *rows])
+
+
+if __name__ == "__main__":
+    print(markdown_table(PolicyMatrix.load()))

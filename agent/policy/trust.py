@@ -27,8 +27,14 @@ class TrustStore:
         self.version = 0
         self.issuer: str | None = None
         self._keys: dict[str, tuple[Any, str, str]] = {}  # kid -> (public key, usage, alg)
+        self.error: str | None = None
         if path.is_file():
-            self._install(json.loads(path.read_text()))
+            try:
+                self._install(json.loads(path.read_text()))
+            except (TrustError, ValueError, UnicodeDecodeError) as exc:
+                # Keep running (telemetry, ping, diagnostics) but trust nothing: every grant is refused.
+                self.error = f"{path}: unusable key set: {exc}"
+                log.error("%s; every command that needs a grant will be refused", self.error)
 
     @property
     def loaded(self) -> bool:
@@ -36,7 +42,10 @@ class TrustStore:
 
     def _install(self, keyset: dict[str, Any]) -> None:
         keys: dict[str, tuple[Any, str, str]] = {}
-        for jwk in keyset.get("keys", []):
+        entries = keyset.get("keys") if isinstance(keyset, dict) else None
+        if not isinstance(entries, list) or not all(isinstance(j, dict) for j in entries):
+            raise TrustError("a key set is an object with a list of JWKs under 'keys'")
+        for jwk in entries:
             usage = jwk.get("edge_usage")
             kid = jwk.get("kid")
             if usage not in USAGES or not isinstance(kid, str):
@@ -46,13 +55,20 @@ class TrustStore:
                 raise TrustError(f"key {kid}: algorithm {alg} not allowed")
             try:
                 keys[kid] = (PyJWK(jwk, algorithm=alg).key, usage, alg)
-            except jwt.PyJWTError as exc:
+            except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
                 raise TrustError(f"key {kid}: {exc}") from exc
         if not any(u == "grant" for _, u, _ in keys.values()):
             raise TrustError("key set has no grant-signing key")
         self._keys = keys
-        self.version = int(keyset.get("version", 0))
+        version = keyset.get("version", 0)
+        if not isinstance(version, int):
+            raise TrustError("key-set version must be an integer")
+        self.version = version
         self.issuer = keyset.get("issuer")
+        self.error = None
+
+    def kids(self) -> list[str]:
+        return sorted(self._keys)
 
     def key(self, kid: str, usage: str) -> tuple[Any, str] | None:
         entry = self._keys.get(kid)
@@ -77,7 +93,10 @@ class TrustStore:
         except jwt.PyJWTError as exc:
             raise TrustError(f"key-set update rejected: {exc}") from exc
         keyset = claims.get("keyset")
-        if not isinstance(keyset, dict) or int(keyset.get("version", 0)) <= self.version:
+        if not isinstance(keyset, dict):
+            raise TrustError("key-set update carries no `keyset` object")
+        version = keyset.get("version")
+        if not isinstance(version, int) or version <= self.version:
             raise TrustError(f"key-set version must be greater than {self.version}")
         previous = self._keys, self.version, self.issuer
         try:
@@ -85,8 +104,13 @@ class TrustStore:
         except TrustError:
             self._keys, self.version, self.issuer = previous
             raise
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(keyset))
+        with tmp.open("w") as f:
+            f.write(json.dumps(keyset))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.chmod(0o600)
         os.replace(tmp, self.path)
         log.info("trust anchors updated to key-set version %d", self.version)
         return self.version

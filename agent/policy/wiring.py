@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -42,10 +41,10 @@ class Policy:
     replay: ReplayCache
 
     def register(self, registry: HandlerRegistry, services: Services) -> None:
-        handlers.register(registry, services, self.trust)
+        handlers.register(registry, services, self.trust, self.audit)
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.audit.checkpoint_sync)
+        await self.audit.checkpoint()
         self.audit.close()
         self.replay.close()
 
@@ -82,4 +81,13 @@ def build_policy(services: Services) -> Policy:
     )
     services.extras["policy"] = policy
     services.extras["trust"] = trust
+    # The center learns which rules and keys the device enforces (birth), and the audit chain head
+    # (telemetry), so a trail that stops growing or is cut back shows at the center.
+    services.capabilities["policy"] = {"matrix_version": policy.version, "trust_version": trust.version}
+    services.telemetry_providers["audit"] = lambda: {
+        "seq": audit.seq,
+        "head": audit.head,
+        "trust_version": trust.version,
+        "trust_ok": trust.loaded,
+    }
     return Policy(gate, audit, trust, policy, replay)

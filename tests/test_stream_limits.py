@@ -1,0 +1,101 @@
+"""Who may not watch, and when watching stops: refusals, limits, grant expiry, camera drop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures.stream import CAMERA, DEVICE, StreamRig, Viewer, make_rig
+
+
+async def test_refusals(stream_rig: StreamRig, viewers: list[Viewer]) -> None:
+    v = Viewer()
+    viewers.append(v)
+    offer = await v.offer()
+    params = {"camera": CAMERA, "sdp": offer}
+    center = stream_rig.center
+
+    r = await center.command(DEVICE, "stream_start", params)
+    assert r["error"]["code"] == "unauthorized"  # no grant
+
+    expired = stream_rig.grant(nbf=time.time() - 600, ttl=60)
+    r = await center.command(DEVICE, "stream_start", params, grant=expired)
+    assert r["error"]["code"] == "unauthorized"
+
+    wrong_role = stream_rig.grant(role="operator_unit")
+    r = await center.command(DEVICE, "stream_start", params, grant=wrong_role)
+    assert r["error"]["code"] == "forbidden"
+
+    other = Viewer()  # the grant names another viewer's certificate: a broker splicing itself in
+    viewers.append(other)
+    await other.offer()
+    spliced = stream_rig.grant(extra={"dtls_fp": other.fingerprint})
+    r = await center.command(DEVICE, "stream_start", params, grant=spliced)
+    assert r["error"]["code"] == "forbidden" and "fingerprint mismatch" in r["error"]["message"]
+
+    r = await center.command(DEVICE, "stream_start", {**params, "codec": "vp8"}, grant=stream_rig.grant())
+    assert r["error"]["code"] == "invalid_params"
+    r = await center.command(
+        DEVICE, "stream_start", {**params, "sdp": "v=0 garbage"}, grant=stream_rig.grant()
+    )
+    assert r["error"]["code"] == "invalid_params"
+    assert stream_rig.manager.sessions == {}  # refused requests leave nothing behind
+
+    # The bound fingerprint is accepted; the third session on this camera is over the limit (2).
+    bound = stream_rig.grant(extra={"dtls_fp": v.fingerprint})
+    r = await center.command(DEVICE, "stream_start", params, grant=bound)
+    assert r["ok"], r.get("error")
+    await v.accept(r["result"]["sdp"])
+    second = Viewer()
+    viewers.append(second)
+    assert (await stream_rig.start(second, stream_rig.grant(), "sub"))["ok"]
+    third = Viewer()
+    viewers.append(third)
+    r = await stream_rig.start(third, stream_rig.grant())
+    assert r["error"]["code"] == "limit" and r["error"]["details"]["limit"] == "camera"
+    await v.wait_frames(1)
+
+
+async def test_grant_expiry_ends_the_session(stream_rig: StreamRig, viewers: list[Viewer]) -> None:
+    v = Viewer()
+    viewers.append(v)
+    r = await stream_rig.start(v, stream_rig.grant(ttl=4), "sub")
+    assert r["ok"], r
+    sid = r["result"]["session_id"]
+    assert r["result"]["ends_at"] <= time.time() + 4.5
+    await v.wait_frames(1)
+    await asyncio.wait_for(v.ended.wait(), 15)  # the agent closed the connection
+    assert sid not in stream_rig.manager.sessions
+    assert await stream_rig.list() == []
+    frames = v.frames
+    await asyncio.sleep(0.5)
+    assert v.frames == frames  # nothing more is sent
+
+
+async def test_camera_drop_recovers_then_removal_ends_with_reason(
+    tmp_path: Path, broker: Any, authority: Any, rtsp_camera: Any
+) -> None:
+    async for rig in make_rig(tmp_path, broker, authority, rtsp_camera):
+        v = Viewer()
+        try:
+            r = await rig.start(v, rig.grant(), "sub")
+            assert r["ok"], r
+            sid = r["result"]["session_id"]
+            await v.wait_frames(3)
+            session = rig.manager.sessions[sid]
+            rtsp_camera.restart()  # the camera drops off and comes back
+            before = v.frames
+            await v.wait_frames(before + 10, timeout=30)
+            assert sid in rig.manager.sessions and not v.ended.is_set()
+            assert session.track._generation >= 1  # the frames after the drop came from a new connection
+
+            cameras = rig.app.services.cameras
+            assert cameras is not None
+            await cameras.get(CAMERA).stop("camera removed")
+            await asyncio.wait_for(v.ended.wait(), 15)
+            assert session.end_reason is not None and "camera removed" in session.end_reason
+            assert await rig.list() == []
+        finally:
+            await v.close()
