@@ -145,45 +145,67 @@ async def run_pipeline(detector: Any, frames: int, target: int, tmp: Path) -> di
     }
 
 
+def detector_only_ms(detector: Any, n: int, target: int) -> float:
+    """p50 of Detector.detect (letterbox + invoke + decode) on pre-decoded frames."""
+    frames: list[np.ndarray] = []
+    with av.open(str(CLIP)) as c:
+        st = c.streams.video[0]
+        w, h = detect_size(st.codec_context.width, st.codec_context.height, target)
+        for i, fr in enumerate(c.decode(st)):
+            if i >= n:
+                break
+            frames.append(fr.reformat(width=w, height=h, format="rgb24").to_ndarray())
+    ms = []
+    for f in frames:
+        t = time.perf_counter()
+        detector.detect(f)
+        ms.append((time.perf_counter() - t) * 1000.0)
+    ms.sort()
+    return ms[len(ms) // 2]
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--model-runs", type=int, default=60)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=300, help="walkway frames through the pipeline")
+    ap.add_argument("--model-runs", type=int, default=40)
+    ap.add_argument("--skip-model-matrix", action="store_true", help="only the 1-thread model time")
     args = ap.parse_args()
 
     from agent.detect.model import load_detector
     from agent.detect.settings import ModelSettings
+    from agent.detect.wiring import model_settings_for_tracking
+    from bench.detect_model import measure, model_only_ms
 
-    from bench.detect_model import model_only_ms
-
-    settings = ModelSettings(threads=1)
+    model_matrix = None if args.skip_model_matrix else measure(args.model_runs)
+    settings = model_settings_for_tracking(ModelSettings(threads=1), PipelineSettings())
     detector = load_detector(settings)
-    target = int(
-        getattr(detector, "input_size", 416)
-        if not isinstance(getattr(detector, "input_size", 416), tuple)
-        else detector.input_size[0]
-    )
+    target = int(detector.input_size)
     model_ms = float(model_only_ms(settings, runs=args.model_runs))
-    with tempfile.TemporaryDirectory() as d:
-        # Warm-up (interpreter allocation, page faults) outside the timed run.
+    detect_ms = detector_only_ms(detector, 60, target)
+    with tempfile.TemporaryDirectory() as d:  # warm-up (allocation, page faults) outside the timing
         asyncio.run(run_pipeline(detector, 10, target, Path(d)))
     with tempfile.TemporaryDirectory() as d:
         r = asyncio.run(run_pipeline(detector, args.frames, target, Path(d)))
     model_fps = 1000.0 / model_ms
-    out = {
+    out: dict[str, Any] = {
         "clip": CLIP.name,
         "frames": r["frames"],
         "detect_size": list(detect_size(768, 576, target)),
+        "model_file": detector.name,
+        "runtime": detector.runtime,
         "inference_threads": 1,
         "model_only_ms": round(model_ms, 2),
         "model_only_fps": round(model_fps, 2),
+        "detector_only_ms": round(detect_ms, 2),
         "pipeline_fps": round(r["fps"], 2),
         "pipeline_ratio": round(r["fps"] / model_fps, 3),
-        "detect_call_p50_ms": round(r["detect_call_p50_ms"], 2),
+        "pipeline_detect_call_p50_ms": round(r["detect_call_p50_ms"], 2),
         "tracks_started": r["tracks"],
         "line_crossings": r["crossings"],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+    if model_matrix is not None:
+        out["model_only"] = model_matrix
     print(json.dumps(out))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import lzma
+import os
 import subprocess
 import sys
 import time
@@ -101,11 +102,15 @@ def model_only_ms(settings: Any = None, runs: int = 60) -> float:
 def measure(runs: int = 40) -> dict[str, Any]:
     """All combinations; ai-edge-litert only if build/litert-venv exists."""
     result: dict[str, Any] = {"model": "nanodet_416", "input": "1x416x416x3", "runs": runs}
+    # Other work on the machine inflates every figure: record how busy it was.
+    result["load_avg_1m_before"] = round(os.getloadavg()[0], 2)
     result["tflite_runtime"] = _run_worker(Path(sys.executable), "tflite-runtime", runs)
     if LITERT_PY.is_file():
         result["ai_edge_litert"] = _run_worker(LITERT_PY, "ai-edge-litert", runs)
     else:
         result["ai_edge_litert"] = {"error": f"{LITERT_PY} missing: make build/litert-venv/bin/python"}
+    result["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
+    result["cpu_count"] = os.cpu_count()
     for p in PRECISIONS:
         result[f"size_{p}_mb"] = round((MODELS / f"nanodet_416_{p}.tflite").stat().st_size / 1e6, 2)
     return result

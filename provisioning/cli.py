@@ -18,16 +18,29 @@ def register_device_commands(app: typer.Typer) -> None:
     def provision(
         claim: Path = typer.Option(..., "--claim", help="Claim file from the operator unit."),
         center: str | None = typer.Option(
-            None, "--center", help="Enrollment URL, https://HOST:PORT (default: from the claim)."
+            None,
+            "--center",
+            help="mqtts://BROKER:PORT (enroll over the broker) or https://HOST:PORT (default: from the claim).",
+        ),
+        org: str | None = typer.Option(
+            None, "--org", help="The organization you install for; refused if the claim is for another."
         ),
         state_dir: Path = typer.Option(Path("/var/lib/edge-agent"), "--state-dir"),
+        timeout: float = typer.Option(20.0, "--timeout", help="Seconds to wait for the center."),
     ) -> None:
         """Enroll this box: make its key, get its certificate, CA and trust anchors."""
         from provisioning.device import provision as do_provision
 
         try:
             bundle = asyncio.run(
-                do_provision(claim, center, state_dir, progress=lambda m: typer.echo(f"  {m}"))
+                do_provision(
+                    claim,
+                    center,
+                    state_dir,
+                    progress=lambda m: typer.echo(f"  {m}"),
+                    timeout=timeout,
+                    org=org,
+                )
             )
         except ProvisionError as exc:
             typer.secho(f"enrollment failed ({exc.code}): {exc}", fg="red", err=True)
@@ -99,7 +112,11 @@ def claim(
     province: str = typer.Option(...),
     district: str = typer.Option(...),
     commune: str = typer.Option(...),
-    center_url: str = typer.Option(..., help="https://HOST:PORT of the enrollment service"),
+    center_url: str = typer.Option(
+        "", help="mqtts://BROKER:PORT (default, from --broker-host/--broker-port) or https://HOST:PORT"
+    ),
+    broker_host: str = typer.Option("localhost", help="The broker the box enrolls through."),
+    broker_port: int = typer.Option(8883),
     ttl_h: float = typer.Option(24, help="Hours the claim stays valid."),
     out: Path = typer.Option(Path("claim.json")),
     directory: Path = DirOpt,
@@ -108,7 +125,7 @@ def claim(
     from provisioning.ca import write_private
     from provisioning.center import Center
 
-    c = Center.load(directory)
+    c = Center.load(directory, broker_host=broker_host, broker_port=broker_port)
     data = c.issue_claim(
         device_id=device_id,
         org=org,
@@ -129,7 +146,7 @@ def serve(
     broker_port: int = 8883,
     directory: Path = DirOpt,
 ) -> None:
-    """Run the HTTPS enrollment service."""
+    """Run the HTTPS enrollment and renewal service."""
     from provisioning.center import Center
     from provisioning.center import serve as start
 
@@ -140,6 +157,80 @@ def serve(
         await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+@center_app.command("serve-broker")
+def serve_broker(
+    broker_host: str = typer.Option("localhost"),
+    broker_port: int = typer.Option(8883),
+    renew_url: str = typer.Option("", help="https://HOST:PORT of `edge-center serve`, for renewals."),
+    identity: str = typer.Option("center-enroll", help="The service's certificate CN (center-enroll...)."),
+    directory: Path = DirOpt,
+) -> None:
+    """Run the enrollment service on the broker (answers cam/v1/enroll/<claim>/req)."""
+    import signal
+    import threading
+
+    from provisioning.center import Center
+    from provisioning.enroll_service import EnrollmentService
+
+    c = Center.load(directory, broker_host=broker_host, broker_port=broker_port, renew_url=renew_url)
+    creds = _center_creds(c, identity, directory)
+    svc = EnrollmentService(
+        c,
+        broker_host,
+        broker_port,
+        ca_file=creds[0],
+        cert_file=creds[1],
+        key_file=creds[2],
+        identity=identity,
+    )
+    svc.start()
+    typer.echo(f"enrollment service on mqtts://{broker_host}:{broker_port} as {identity}")
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_a: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    svc.stop()
+
+
+def _center_creds(c: object, identity: str, directory: Path) -> tuple[str, str, str]:
+    """The service's own client certificate, issued once and kept in the center directory (0600)."""
+    from provisioning.ca import cert_pem, key_pem, write_private, write_public
+    from provisioning.center import Center
+
+    assert isinstance(c, Center)
+    crt, key = directory / f"{identity}.crt", directory / f"{identity}.key"
+    if not crt.exists() or not key.exists():
+        cert, k = c.ca.issue_client(identity)
+        write_public(crt, cert_pem(cert) + cert_pem(c.ca.int_cert))
+        write_private(key, key_pem(k))
+    return str(c.ca.root_file), str(crt), str(key)
+
+
+@center_app.command("issue-center")
+def issue_center(
+    name: str = typer.Argument(..., help="center-<name>: console, SFU, enrollment service."),
+    directory: Path = DirOpt,
+) -> None:
+    """Issue a client certificate for a center service (CN must start with center-)."""
+    from provisioning.center import Center
+
+    if not name.startswith("center-"):
+        typer.secho("center identities start with 'center-'", fg="red", err=True)
+        raise typer.Exit(1)
+    _, crt, key = _center_creds(Center.load(directory), name, directory)
+    typer.echo(f"{crt}\n{key}")
+
+
+@center_app.command()
+def crl(directory: Path = DirOpt) -> None:
+    """Rewrite the CRL (do it before nextUpdate, weekly; then SIGHUP/restart the broker)."""
+    from provisioning.ca import CertificateAuthority
+
+    typer.echo(str(CertificateAuthority(directory / "ca").write_crl()))
 
 
 @center_app.command()
@@ -165,11 +256,20 @@ def list_certs(directory: Path = DirOpt) -> None:
 def broker_config(
     out_dir: Path = typer.Option(Path("/etc/mosquitto/conf.d/edge")),
     port: int = 8883,
-    center: list[str] = typer.Option(["center-console"], help="Center identities (CN center-...)."),
-    hostname: list[str] = typer.Option(["localhost"]),
+    bind: str = typer.Option("0.0.0.0", help="Listener address."),
+    center: list[str] = typer.Option(
+        ["center-console", "center-enroll"], help="Center identities (CN center-...)."
+    ),
+    hostname: list[str] = typer.Option(["localhost"], help="Names (DNS or IP) in the server certificate."),
+    run_as_root: bool = typer.Option(
+        False, help="Keep mosquitto running as root (demos, tests: files in root-only directories)."
+    ),
     directory: Path = DirOpt,
 ) -> None:
     """Write a Mosquitto config + ACL + server certificate for the center's broker."""
+    import os
+    import pwd
+
     from provisioning.broker_config import BrokerConfig, BrokerTls, render_acl
     from provisioning.ca import CertificateAuthority, cert_pem, key_pem, write_private, write_public
 
@@ -178,17 +278,31 @@ def broker_config(
     write_public(out_dir / "server.crt", cert_pem(cert) + cert_pem(ca.int_cert))
     write_private(out_dir / "server.key", key_pem(key))
     write_public(out_dir / "ca.crt", cert_pem(ca.root_cert))
+    write_public(out_dir / "crl.pem", (ca.dir / "crl.pem").read_bytes())
     write_public(out_dir / "acl", render_acl(center).encode())
     cfg = BrokerConfig(
-        BrokerTls(out_dir / "ca.crt", out_dir / "server.crt", out_dir / "server.key", ca.dir / "crl.pem"),
+        BrokerTls(out_dir / "ca.crt", out_dir / "server.crt", out_dir / "server.key", out_dir / "crl.pem"),
         out_dir / "acl",
         port=port,
+        bind=bind,
+        run_as_root=run_as_root,
     )
     write_public(out_dir / "mosquitto.conf", cfg.render().encode())
-    typer.echo(
-        f"wrote {out_dir}/mosquitto.conf (key readable by the mosquitto user: chown mosquitto {out_dir}/server.key)"
-    )
+    if not run_as_root and os.geteuid() == 0:
+        # mosquitto started as root drops to user mosquitto before reading the key: hand it over
+        try:
+            pw = pwd.getpwnam("mosquitto")
+        except KeyError:
+            typer.secho("no 'mosquitto' user: chown server.key to the broker's user", fg="yellow")
+        else:
+            for p in (out_dir, out_dir / "server.key"):
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+    typer.echo(f"wrote {out_dir}/mosquitto.conf, acl, server.crt/key (0600), ca.crt, crl.pem")
 
 
 def center_main() -> None:
     center_app()
+
+
+if __name__ == "__main__":
+    center_main()

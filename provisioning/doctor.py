@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import socket
 import ssl
@@ -34,7 +35,7 @@ def _mode(p: Path) -> int:
 
 def check_permissions(s: AgentSettings) -> list[Check]:
     out: list[Check] = []
-    for d in (s.storage.state_dir, s.identity_dir):
+    for d in (s.storage.state_dir, s.identity_dir, s.storage.state_dir / "trust"):
         if d.exists() and _mode(d) & 0o077:
             out.append(Check(f"permissions {d}", "fail", f"mode {_mode(d):o}", f"chmod 700 {d}"))
     key = s.key_file
@@ -81,6 +82,28 @@ def check_certificate(s: AgentSettings) -> Check:
             "the agent renews automatically; check it can reach the center",
         )
     return Check("certificate expiry", "ok", f"{left:.0f} days left ({cert.subject.rfc4514_string()})")
+
+
+def check_renewal(s: AgentSettings) -> Check:
+    """An enrolled identity without an https renewal endpoint expires instead of rotating."""
+    info_file = s.identity_dir / "identity.json"
+    if not info_file.is_file():
+        return Check("certificate renewal", "skip", "no enrolled identity (identity.json)")
+    try:
+        info = json.loads(info_file.read_text())
+    except ValueError as exc:
+        return Check("certificate renewal", "fail", f"{info_file}: {exc}", "enroll again with a new claim")
+    url = info.get("renew_url") or info.get("center") or ""
+    if not str(url).startswith("https://"):
+        return Check(
+            "certificate renewal",
+            "warn",
+            "the center gave no renewal endpoint: the certificate will expire instead of rotating",
+            "ask the operator unit to run `edge-center serve-broker --renew-url https://...`",
+        )
+    if not s.provisioning.auto_renew:
+        return Check("certificate renewal", "warn", "auto_renew is off", "set provisioning.auto_renew = true")
+    return Check("certificate renewal", "ok", f"renews via {url}")
 
 
 def check_broker(s: AgentSettings, timeout: float = 5.0) -> list[Check]:
@@ -230,7 +253,7 @@ def check_onvif(s: AgentSettings) -> list[Check]:
 
 
 def run_checks(s: AgentSettings) -> list[Check]:
-    checks = [check_clock(), *check_permissions(s), check_certificate(s)]
+    checks = [check_clock(), *check_permissions(s), check_certificate(s), check_renewal(s)]
     checks += check_broker(s)
     checks += check_cameras(s)
     checks += check_onvif(s)

@@ -52,7 +52,11 @@ class CertificateRotator:
             "last_error": self.last_error,
         }
         if self.paths.cert.is_file():
-            out["cert_days_left"] = round(self.days_left(), 1)
+            left = self.days_left()
+            out["cert_days_left"] = round(left, 1)
+            out["cert_state"] = (
+                "expired" if left < 0 else "renewal_due" if left < self.settings.renew_before_days else "ok"
+            )
         return out
 
     async def rotate_now(self) -> None:
@@ -73,6 +77,11 @@ class CertificateRotator:
 
     async def run(self) -> None:
         while True:
+            if self.paths.cert.is_file() and self.days_left() < 0:
+                log.error(
+                    "the device certificate has expired: the broker will refuse it; enroll again "
+                    "(edge-agent provision --claim FILE); detection and recording continue locally"
+                )
             if self.enabled and self.days_left() < self.settings.renew_before_days:
                 await self.rotate_now()
             await asyncio.sleep(self.settings.check_interval_s)

@@ -9,6 +9,7 @@ identical to < 0.001 px; int8 within the tolerances stated below.
 
 from __future__ import annotations
 
+import hashlib
 import lzma
 from pathlib import Path
 
@@ -22,7 +23,6 @@ from agent.detect.settings import MODELS_DIR, ModelSettings
 
 REFERENCE = Path(__file__).parent / "data" / "detect" / "reference.npz"
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-TWO_WHEELERS = {"bicycle", "motorcycle"}
 
 # int8 against the TF graph on the reference frames (detections >= 0.3 of the classes of interest).
 INT8_MAX_SCORE_DIFF = 0.15
@@ -41,12 +41,12 @@ def reference() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def float32() -> Detector:
-    return load_detector(ModelSettings(precision="float32", threads=2))
+    return Detector(ModelSettings(precision="float32", threads=2))
 
 
 @pytest.fixture(scope="module")
 def int8() -> Detector:
-    return load_detector(ModelSettings(precision="int8", threads=2))
+    return Detector(ModelSettings(precision="int8", threads=2))
 
 
 def frames(clip: str, indices: set[int]) -> list[np.ndarray]:
@@ -142,11 +142,12 @@ def test_walkway_pedestrians_are_detected(float32: Detector) -> None:
 
 def test_street_cars_and_two_wheelers_are_detected(float32: Detector) -> None:
     labels: list[str] = []
-    for img in frames("street.mp4", set(range(0, 250, 10))):
+    for img in frames("street.mp4", set(range(12, 250, 25))):  # 10 frames, one per second
         labels += [d.label for d in float32.detect(img)]
-    assert labels.count("car") >= 3, labels
-    assert sum(label in TWO_WHEELERS for label in labels) >= 3, labels
-    assert labels.count("person") >= 5, labels
+    # Measured: car 8, motorcycle 5, bicycle 4, person 4.
+    assert labels.count("car") >= 5, labels
+    assert labels.count("motorcycle") >= 3 and labels.count("bicycle") >= 2, labels
+    assert labels.count("person") >= 3, labels
 
 
 def test_boxes_map_back_through_the_letterbox(float32: Detector) -> None:
@@ -207,6 +208,23 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
         load_detector(ModelSettings(path=bad))
     with pytest.raises(ModelError, match="labels not in the model's label map"):
         load_detector(ModelSettings(classes=("person", "unicorn")))
+
+
+def test_provenance_lists_the_committed_files() -> None:
+    text = (MODELS_DIR / "PROVENANCE.md").read_text()
+    for name in ("nanodet_416_float32.tflite", "nanodet_416_int8.tflite"):
+        digest = hashlib.sha256((MODELS_DIR / name).read_bytes()).hexdigest()
+        assert f"| `{name}` | {(MODELS_DIR / name).stat().st_size:,} | `{digest}` |" in text
+    assert "Apache-2.0" in text and "MIT" in text and "CC BY 4.0" in text
+    assert "Apache License" in (MODELS_DIR / "LICENSE-nanodet").read_text()
+    labels = (MODELS_DIR / "coco_labels.txt").read_text().split("\n")
+    assert labels[0] == "person" and labels[3] == "motorcycle" and labels[7] == "truck"
+
+
+def test_load_detector_dispatches_on_family() -> None:
+    d = load_detector(ModelSettings())
+    assert isinstance(d, Detector) and d.family == "nanodet" and d.runtime_name == "tflite-runtime"
+    assert d.name == "nanodet_416_float32.tflite" and d.input_size == 416
 
 
 def test_default_settings_point_at_the_committed_models() -> None:

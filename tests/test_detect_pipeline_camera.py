@@ -75,7 +75,7 @@ def moving_box_clip(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
             "-pix_fmt",
             "yuv420p",
             str(path),
-        ],  # fmt: skip
+        ],
         check=True,
     )
     return path

@@ -263,7 +263,7 @@ async def test_signed_grants_with_absurd_claims_are_refused_never_crash(
     }
     tokens: list[str] = []
 
-    @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(max_examples=1200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     @given(
         st.dictionaries(st.sampled_from(CLAIMS), values, min_size=1, max_size=4),
         st.sets(st.sampled_from(CLAIMS)),
@@ -277,7 +277,7 @@ async def test_signed_grants_with_absurd_claims_are_refused_never_crash(
             pass  # not even encodable as JSON: nothing to send
 
     collect()
-    assert len(tokens) > 1000
+    assert len(tokens) > 800
     reg = node.dispatcher.registry
 
     class NoParams(BaseModel):
@@ -298,7 +298,7 @@ async def test_signed_grants_with_absurd_claims_are_refused_never_crash(
     node.audit.close()
     recs = node.records()
     denied = [x for x in recs if x["kind"] == "decision" and x["decision"] == "denied"]
-    assert len(denied) == sum(codes.values()) and sum(codes.values()) > 900
+    assert len(denied) == sum(codes.values()) and sum(codes.values()) > 700
     # whatever passed was a genuinely valid grant for get_status with a stated purpose
     for x in recs:
         if x.get("decision") == "allowed":

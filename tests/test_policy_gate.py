@@ -271,6 +271,7 @@ def test_bad_tokens_are_refused_with_typed_errors(gate: PolicyGate, ga: GrantAut
         "oversized": (good + "A" * MAX_GRANT_BYTES, ErrorCode.UNAUTHORIZED, "larger than"),
         "garbage": ("not-a-token", ErrorCode.UNAUTHORIZED, "malformed"),
         "no purpose": (ga.grant(**kw, purpose=""), ErrorCode.UNAUTHORIZED, "purpose"),
+        "other issuer": (ga.grant(**kw, extra={"iss": "rogue-ca"}), ErrorCode.UNAUTHORIZED, "issued by"),
         "approval key as grant": (
             ga.grant(**kw, signer=ga.key("approval")),
             ErrorCode.UNAUTHORIZED,
@@ -312,6 +313,7 @@ def test_replay_once_and_session_binding(gate: PolicyGate, ga: GrantAuthority, t
     denied(gate2, "camera_reboot", g, ErrorCode.REPLAYED, camera="gate", grant_use="once")
 
 
+@pytest.mark.filterwarnings("ignore:EdDSA is deprecated")  # joserfc: RFC 9864 prefers "Ed25519"
 def test_tokens_from_an_independent_jose_implementation(gate: PolicyGate, ga: GrantAuthority) -> None:
     from cryptography.hazmat.primitives import serialization
     from joserfc import jwt as jrfc_jwt
@@ -499,3 +501,14 @@ def test_the_documented_matrix_is_the_enforced_one() -> None:
     doc = (Path(__file__).parents[1] / "docs" / "access-policy.md").read_text()
     documented = doc.split("<!-- matrix:begin -->\n")[1].split("\n<!-- matrix:end -->")[0]
     assert documented == markdown_table(PolicyMatrix.load()), "regenerate: python -m agent.policy.matrix"
+
+
+def test_a_camera_bound_grant_also_limits_camera_filters_of_other_actions(
+    gate: PolicyGate, ga: GrantAuthority
+) -> None:
+    g = ga.grant(role="other_agency", actions=["get_counts"], aud=DEVICE, area=DIST, cameras=["gate"])
+    s = spec("get_counts")  # not camera-bound: an optional `camera` filter
+    assert gate.check(env("get_counts", g, camera="gate"), s, None).cameras == ["gate"]
+    assert gate.check(env("get_counts", g), s, None).cameras == ["gate"]  # handler scopes to these
+    with pytest.raises(CommandError, match="does not cover camera 'lobby'"):
+        gate.check(env("get_counts", g, camera="lobby"), s, None)

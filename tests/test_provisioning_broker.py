@@ -33,8 +33,9 @@ class Conn:
         self.c.tls_set_context(ctx)
         self.c.on_connect = self._on_connect
         self.c.on_disconnect = lambda *a: self.disconnected.set()
+        self.c.on_connect_fail = lambda *a: self.disconnected.set()
         self.c.on_publish = self._on_publish
-        self.c.on_message = lambda _c, _u, m: self.messages.append((m.topic, m.payload))
+        self.c.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
         self.c.reconnect_delay_set(5, 5)
         self.c.connect(broker.host, broker.port)
         self.c.loop_start()
@@ -84,8 +85,8 @@ def test_no_certificate_or_foreign_ca_is_refused(broker: Any, tmp_path: Any) -> 
     creds = type("C", (), {"cert_file": tmp_path / "f.crt", "key_file": tmp_path / "f.key"})()
     foreign = Conn(broker, creds, "box-a1")
     try:
-        time.sleep(1.0)
-        assert not anon.connected.is_set() and not foreign.connected.is_set()
+        assert anon.disconnected.wait(10) and foreign.disconnected.wait(10)  # dropped by the broker
+        assert not anon.connected.is_set() and not foreign.connected.is_set()  # never a CONNACK
     finally:
         anon.close()
         foreign.close()
@@ -151,3 +152,27 @@ def test_acl_rejects_bad_center_names_and_reserved_device_ids() -> None:
     for bad in ("enroll", "claim-1", "center-x", "a/b", "a+b", ""):
         assert reserved_identity(bad)
     assert reserved_identity("yb-001-0042") is None
+
+
+def test_a_device_cannot_read_another_devices_topics_or_enrollments(broker: Any) -> None:
+    spy = Conn(broker, broker.issue_device("box-a1"), "box-a1")
+    victim = Conn(broker, broker.issue_device("box-b2"), "box-b2")
+    center = Conn(broker, broker.issue_center("center-console"), "center-console")
+    try:
+        assert spy.connected.wait(10) and victim.connected.wait(10) and center.connected.wait(10)
+        for c, flt in ((spy, "cam/v1/#"), (spy, "cam/v1/box-b2/#"), (center, "cam/v1/box-b2/#")):
+            c.c.subscribe(flt, qos=1)
+        spy.c.subscribe("cam/v1/box-a1/#", qos=1)
+        time.sleep(0.3)
+        assert victim.publish("cam/v1/box-b2/events", b"secret") in OK
+        assert victim.publish("cam/v1/enroll/box-b2/req", b"renewal") in OK
+        assert spy.publish("cam/v1/box-a1/events", b"mine") in OK  # published after the victim's
+        deadline = time.monotonic() + 5
+        while not any(t == "cam/v1/box-b2/events" for t, _ in center.messages) or not spy.messages:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert all(t.startswith("cam/v1/box-a1/") for t, _ in spy.messages), spy.messages
+    finally:
+        spy.close()
+        victim.close()
+        center.close()

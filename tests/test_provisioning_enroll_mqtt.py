@@ -213,3 +213,67 @@ async def test_installer_errors_are_readable(env: Env, tmp_path: Path) -> None:
     with pytest.raises(ProvisionError) as e:
         await provision(env.claim("c4.json"), env.url, tmp_path / "s", progress=quiet, timeout=2)
     assert e.value.code == "timeout" and "not used up" in str(e.value)
+
+
+async def test_enrolled_over_the_broker_then_renewed_over_https_with_a_new_key(env: Env) -> None:
+    from provisioning.center import serve
+    from provisioning.device import renew
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runner = await serve(env.center, "127.0.0.1", port, ["localhost"])
+    env.center.renew_url = f"https://localhost:{port}"
+    try:
+        state = env.tmp / "state"
+        await provision(env.claim(), None, state, progress=quiet)
+        p = IdentityPaths(state)
+        before, old_key = identity(state)["serial"], p.key.read_bytes()
+        await renew(state)
+        assert identity(state)["serial"] != before and p.key.read_bytes() != old_key
+        assert p.key.stat().st_mode & 0o777 == 0o600
+        check_connect("localhost", env.broker.port, p.ca, p.cert, p.key)  # the broker takes the new one
+        env.center.ca.revoke(identity(state)["serial"])
+        with pytest.raises(ProvisionError) as e:
+            await renew(state)
+        assert e.value.code == "revoked"
+    finally:
+        await runner.cleanup()
+
+
+async def test_doctor_on_a_box_enrolled_over_the_broker(env: Env) -> None:
+    from agent.config import load_settings
+    from provisioning.doctor import run_checks
+
+    state = env.tmp / "state"
+    await provision(env.claim(), None, state, progress=quiet)
+    cfg = env.tmp / "agent.toml"
+    cfg.write_text(
+        f"""
+[device]
+id = "yb-001-0042"
+owner_org = "Ward 4"
+location = {{ province = "01", district = "001", commune = "00004" }}
+[center]
+host = "localhost"
+port = {env.broker.port}
+[storage]
+state_dir = "{state}"
+"""
+    )
+    s = load_settings(cfg)
+
+    def checks() -> dict[str, Any]:
+        return {c.name: c for c in run_checks(s)}
+
+    got = checks()
+    assert got["TLS validation"].status == "ok", got["TLS validation"].detail
+    assert got["device key permissions"].status == "ok"
+    assert got["certificate expiry"].status == "ok"
+    # no renewal endpoint was handed out by this center: said clearly, with the fix
+    assert got["certificate renewal"].status == "warn" and "renew-url" in got["certificate renewal"].fix
+    IdentityPaths(state).key.chmod(0o644)
+    (state / "trust").chmod(0o755)
+    got = checks()
+    assert got["device key permissions"].status == "fail" and "chmod 600" in got["device key permissions"].fix
+    assert got[f"permissions {state / 'trust'}"].status == "fail"

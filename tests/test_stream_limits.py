@@ -99,3 +99,55 @@ async def test_camera_drop_recovers_then_removal_ends_with_reason(
             assert await rig.list() == []
         finally:
             await v.close()
+
+
+async def test_idle_sessions_are_reaped(
+    tmp_path: Path, broker: Any, authority: Any, rtsp_camera_shared: Any
+) -> None:
+    async for rig in make_rig(tmp_path, broker, authority, rtsp_camera_shared, "connect_timeout_s = 2"):
+        silent, leaving = Viewer(), Viewer()
+        try:
+            offer = await silent.offer()  # asks, then never applies the answer: no ICE, no DTLS
+            r = await rig.center.command(
+                DEVICE, "stream_start", {"camera": CAMERA, "sdp": offer}, grant=rig.grant()
+            )
+            assert r["ok"], r
+            never = rig.manager.sessions[r["result"]["session_id"]]
+            r = await rig.start(leaving, rig.grant(), "sub")
+            assert r["ok"], r
+            gone = rig.manager.sessions[r["result"]["session_id"]]
+            await leaving.wait_frames(1)
+            await leaving.pc.close()  # the viewer goes away (DTLS close_notify)
+
+            async def reaped() -> None:
+                while rig.manager.sessions:
+                    await asyncio.sleep(0.1)
+
+            await asyncio.wait_for(reaped(), 15)
+            assert never.end_reason == "peer did not connect"
+            assert gone.end_reason is not None and gone.end_reason.startswith("peer connection")
+            assert gone.track.bytes > 0 and never.track.bytes == 0
+        finally:
+            await silent.close()
+            await leaving.close()
+
+
+async def test_uplink_budget_refuses_with_a_hint(
+    tmp_path: Path, broker: Any, authority: Any, rtsp_camera_shared: Any
+) -> None:
+    async for rig in make_rig(tmp_path, broker, authority, rtsp_camera_shared, "max_bitrate_kbps = 1"):
+        meters = rig.manager._meters
+
+        async def measured() -> None:  # the agent measures each stream's bitrate in the background
+            while not (meters.get("gate/main") and meters["gate/main"].kbps > 1):
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(measured(), 15)
+        v = Viewer()
+        try:
+            r = await rig.start(v, rig.grant())
+            assert r["error"]["code"] == "limit" and r["error"]["details"]["limit"] == "bitrate"
+            assert "sub-stream" in r["error"]["message"]
+            assert rig.manager.sessions == {}
+        finally:
+            await v.close()

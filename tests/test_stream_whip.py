@@ -43,7 +43,9 @@ async def test_push_reaches_the_endpoint_decoded_and_delete_ends_it(
 ) -> None:
     pc, track = _pusher(street)
     try:
-        resource = await whip_publish(pc, whip_endpoint.url, whip_endpoint.token, ca_file=whip_endpoint.ca_file)
+        resource = await whip_publish(
+            pc, whip_endpoint.url, whip_endpoint.token, ca_file=whip_endpoint.ca_file
+        )
         assert resource.url.startswith(f"https://127.0.0.1:{whip_endpoint.port}/whip/resource/")
         ingest = whip_endpoint.sessions[0]
         assert "H264" in ingest.offer and "VP8" not in ingest.offer  # only H.264 is offered
@@ -63,7 +65,9 @@ async def test_push_reaches_the_endpoint_decoded_and_delete_ends_it(
         await pc.close()
 
 
-async def test_wrong_token_is_refused_with_the_status(street: CameraManager, whip_endpoint: WhipEndpoint) -> None:
+async def test_wrong_token_is_refused_with_the_status(
+    street: CameraManager, whip_endpoint: WhipEndpoint
+) -> None:
     pc, track = _pusher(street)
     try:
         with pytest.raises(WhipError) as err:

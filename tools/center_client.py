@@ -104,7 +104,7 @@ class CenterClient:
                 self._loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(data))
                 return
         for listener in self.listeners:
-            listener(msg.topic, msg.payload, bool(msg.retain))
+            listener(msg.topic, bytes(msg.payload), bool(msg.retain))
 
     async def command(
         self,

@@ -51,6 +51,15 @@ class StopRequest(BaseModel):
     session_id: str = Field(..., min_length=1, max_length=64)
 
 
+def pick_fingerprint(sdp: str) -> str | None:
+    """The fingerprint to sign: SHA-256 when offered (browsers send only that; aiortc adds
+    SHA-384/512 of the same certificate, and the agent pins the certificate with any one of them)."""
+    fps = sorted(offer_fingerprints(sdp))
+    sha256 = [f for f in fps if f.startswith("sha-256 ")]
+    chosen = sha256 or fps
+    return chosen[0] if chosen else None
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"ok": False, "error": {"code": code, "message": message}}, status=status)
 
@@ -82,10 +91,10 @@ class ConsoleStreams:
 
     async def start(self, request: web.Request) -> web.Response:
         req: StartRequest = await self._body(request, StartRequest)
-        fps = sorted(offer_fingerprints(req.sdp))
-        if len(fps) != 1:
-            return _error(400, "invalid_params", "the offer must carry exactly one DTLS fingerprint")
-        grant = await self._grant(req.device_id, req.camera, {"dtls_fp": fps[0]})
+        fingerprint = pick_fingerprint(req.sdp)
+        if fingerprint is None:
+            return _error(400, "invalid_params", "the offer carries no DTLS fingerprint")
+        grant = await self._grant(req.device_id, req.camera, {"dtls_fp": fingerprint})
         resp = await self._send(
             req.device_id, "stream_start", {"camera": req.camera, "stream": req.stream, "sdp": req.sdp}, grant
         )
@@ -115,7 +124,7 @@ def create_app(send_command: SendCommand, mint_grant: MintGrant) -> web.Applicat
     app[STREAMS_KEY] = streams
 
     async def index(_request: web.Request) -> web.FileResponse:
-        return web.FileResponse(VIEWER_DIR / "index.html")
+        return web.FileResponse(VIEWER_DIR / "index.html", headers={"Cache-Control": "no-store"})
 
     async def script(_request: web.Request) -> web.FileResponse:
         return web.FileResponse(VIEWER_DIR / "viewer.js", headers={"Content-Type": "text/javascript"})
@@ -125,6 +134,51 @@ def create_app(send_command: SendCommand, mint_grant: MintGrant) -> web.Applicat
     app.router.add_post("/api/stream/start", streams.start)
     app.router.add_post("/api/stream/stop", streams.stop)
     return app
+
+
+def center_sender(center: Any, timeout_s: float = 20.0) -> SendCommand:
+    """``send_command`` over MQTT from a connected :class:`tools.center_client.CenterClient`."""
+
+    async def send(device_id: str, action: str, params: dict[str, Any], grant: str | None) -> dict[str, Any]:
+        reply: dict[str, Any] = await center.command(
+            device_id, action, params, grant=grant, timeout=timeout_s
+        )
+        return reply
+
+    return send
+
+
+def authority_minter(
+    authority: Any,
+    *,
+    role: str,
+    area: dict[str, str],
+    sub: str = "console-operator",
+    unit: str = "center",
+    purpose: str = "live view",
+    purpose_ref: str = "console",
+    ttl_s: float = 600,
+) -> MintGrant:
+    """``mint_grant`` from a :class:`provisioning.grant_authority.GrantAuthority` (demo/tests): one
+    short-lived grant per viewer, for that camera only, bound to the viewer's DTLS fingerprint."""
+
+    def mint(device_id: str, camera: str, actions: list[str], claims: dict[str, Any]) -> str:
+        grant: str = authority.grant(
+            role=role,
+            actions=actions,
+            aud=device_id,
+            sub=sub,
+            unit=unit,
+            area=area,
+            cameras=[camera],
+            purpose=purpose,
+            purpose_ref=purpose_ref,
+            ttl=ttl_s,
+            extra=claims,
+        )
+        return grant
+
+    return mint
 
 
 async def serve(

@@ -271,7 +271,10 @@ def make_model(gd: Any, nhwc: bool = True) -> Any:
     scale = tf.constant([1.0 / s for s in STD_BGR][::-1], tf.float32)  # RGB order
     shift = tf.constant([-m / s for m, s in zip(MEAN_BGR, STD_BGR, strict=True)][::-1], tf.float32)
 
-    @tf.function(autograph=False, input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name="image")])
+    @tf.function(
+        autograph=False,
+        input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name="image")],
+    )
     def model(image: Any) -> dict[str, Any]:
         x = image * scale + shift  # per-channel (x - mean) / std, still RGB
         x = tf.reverse(x, axis=[3])  # BGR, as NanoDet was trained
@@ -373,11 +376,27 @@ def sha256(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+NANODET_NOTICE = f"""NanoDet model weights in nanodet_416_float32.tflite and nanodet_416_int8.tflite
+
+Copyright 2020-2021 RangiLyu and the NanoDet contributors (https://github.com/RangiLyu/nanodet),
+licensed under the Apache License, Version 2.0 (text below).
+
+Modification notice (Apache-2.0 section 4(b)): these files were modified. The weights come from the
+TF.js graph model in the npm package {PACKAGE}@{VERSION} (MIT, see LICENSE-human-models)
+and were converted to TensorFlow Lite by tools/convert_model.py of this repository: input changed to
+NHWC RGB 0..255 with the mean/std normalisation folded into the graph, the graph rewritten to NHWC,
+and for the int8 file quantized to 8-bit integers. See PROVENANCE.md.
+
+-------------------------------------------------------------------------------
+
+"""
+
+
 def write_provenance(models: Path, files: list[Path], package_dir: Path) -> None:
-    (models / "LICENSE-human-models-MIT.txt").write_text((package_dir / "LICENSE").read_text())
+    (models / "LICENSE-human-models").write_text((package_dir / "LICENSE").read_text())
     apache = Path("/usr/share/common-licenses/Apache-2.0")  # Debian base-files: the licence text
     if apache.is_file():
-        (models / "LICENSE-NanoDet-Apache-2.0.txt").write_text(apache.read_text())
+        (models / "LICENSE-nanodet").write_text(NANODET_NOTICE + apache.read_text())
     rows = "\n".join(f"| `{p.name}` | {p.stat().st_size:,} | `{sha256(p)}` |" for p in files)
     src = package_dir / "models" / "nanodet.bin"
     (models / "PROVENANCE.md").write_text(
@@ -398,8 +417,8 @@ def write_provenance(models: Path, files: list[Path], package_dir: Path) -> None
   file quantized (full integer, calibrated on frames of `samples/walkway.mp4` and
   `samples/street.mp4`); the graph rewritten NHWC and the max-pool's -inf padding replaced by an
   equivalent edge replication (both checked to reproduce the original graph's outputs).
-- Licence texts: `LICENSE-human-models-MIT.txt` (from the package) and
-  `LICENSE-NanoDet-Apache-2.0.txt`.
+- Licence texts: `LICENSE-human-models` (the package's MIT licence) and `LICENSE-nanodet`
+  (Apache-2.0 with the modification notice).
 - Training data: COCO 2017; annotations **CC BY 4.0** (COCO Consortium); labels in
   `coco_labels.txt` (80 names, index = class id).
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from provisioning.center import Center
 from provisioning.center import serve as serve_enrollment
+from provisioning.enroll_service import EnrollmentService
 from tools.center_client import CenterClient, CenterCreds
 from tools.center_console import printer
 from tools.local_broker import Broker, free_port
@@ -89,7 +90,19 @@ async def run() -> int:
     print(f"   mqtts://localhost:{broker.port}  (log: {broker.log.relative_to(REPO)})")
     enroll_port = free_port()
     enroll = await serve_enrollment(center, "127.0.0.1", enroll_port, ["localhost", "127.0.0.1"])
-    print(f"   enrollment service https://localhost:{enroll_port}")
+    center.renew_url = f"https://localhost:{enroll_port}"
+    print(f"   certificate renewal service https://localhost:{enroll_port}")
+    enroll_creds = broker.issue_center("center-enroll")
+    enrollment = EnrollmentService(
+        center,
+        "127.0.0.1",
+        broker.port,
+        ca_file=str(enroll_creds.ca_file),
+        cert_file=str(enroll_creds.cert_file),
+        key_file=str(enroll_creds.key_file),
+    )
+    await asyncio.to_thread(enrollment.start)
+    print("   enrollment service on the broker (cam/v1/enroll/...)")
 
     banner("starting the camera simulator (GStreamer RTSP server, bundled walkway clip)")
     camera = RtspCamera()
@@ -119,6 +132,7 @@ async def run() -> int:
 
     banner("installer: edge-agent provision --claim claim.json (one-time claim from the operator unit)")
     claim = WORK / "claim.json"
+    claim.touch(mode=0o600)
     claim.write_text(
         json.dumps(
             center.issue_claim(
@@ -126,7 +140,6 @@ async def run() -> int:
                 org="Demo Ward People's Committee",
                 location={"province": "01", "district": "001", "commune": "00004"},
                 ttl_s=3600,
-                center_url=f"https://localhost:{enroll_port}",
             )
         )
     )
@@ -254,6 +267,7 @@ async def run() -> int:
     await console.stop()
     await asyncio.to_thread(camera.stop)
     await asyncio.to_thread(onvif.stop)
+    await asyncio.to_thread(enrollment.stop)
     await enroll.cleanup()
     broker.stop()
     return rc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from agent.detect.nanodet import COCO_LABELS, NanoDetDecoder, letterbox
 from agent.detect.runtime import ModelError, TFLiteModel, runtime_available
 from agent.detect.settings import ModelSettings
 
-__all__ = ["Detection", "Detector", "ModelError", "load_detector"]
+__all__ = ["Detection", "Detector", "ModelError", "ObjectDetector", "load_detector"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,26 @@ class Detector:
         ]
 
 
-def load_detector(settings: ModelSettings | None = None) -> Detector:
+class ObjectDetector(Protocol):
+    """What every model family offers (Detector for nanodet, agent.detect.ssd.SSDDetector for ssd)."""
+
+    family: str
+    name: str
+
+    @property
+    def input_size(self) -> int | tuple[int, int]: ...
+
+    @property
+    def runtime_name(self) -> str: ...
+
+    def detect(self, image: np.ndarray) -> list[Detection]: ...
+
+
+def load_detector(settings: ModelSettings | None = None) -> ObjectDetector:
     """The configured detector; raises ModelError with the reason if it cannot be loaded."""
-    return Detector(settings)
+    s = settings or ModelSettings()
+    if s.family == "ssd":
+        from agent.detect.ssd import SSDDetector
+
+        return SSDDetector(s)
+    return Detector(s)

@@ -27,7 +27,10 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    family: Literal["nanodet"] = Field("nanodet", description="Output decoding; only NanoDet is implemented.")
+    family: Literal["nanodet", "ssd"] = Field(
+        "nanodet",
+        description="Output decoding: nanodet (COCO, default) or ssd (the person-only SSDLite, 300x300).",
+    )
     path: Path | None = Field(
         None, description="A .tflite file; default: models/nanodet_416_<precision>.tflite of the repository."
     )
@@ -37,7 +40,7 @@ class ModelSettings(BaseModel):
         "tflite-runtime (whose XNNPACK does not accelerate int8 on x86).",
     )
     labels: Path | None = Field(None, description="One label per line; default: models/coco_labels.txt.")
-    input_size: int = Field(416, ge=32, le=2048, description="Square model input in pixels.")
+    input_size: int = Field(416, ge=32, le=2048, description="NanoDet's square input in pixels.")
     runtime: Literal["auto", "tflite-runtime", "ai-edge-litert"] = "auto"
     threads: int = Field(1, ge=1, le=16, description="Interpreter threads.")
     classes: tuple[str, ...] = Field(DEFAULT_CLASSES, description="Labels reported; others are dropped.")

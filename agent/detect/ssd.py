@@ -30,7 +30,7 @@ ASPECT_RATIOS = (1.0, 2.0, 0.5, 3.0, 0.3333)
 BOX_CODER_SCALES = (10.0, 10.0, 5.0, 5.0)
 LABELS = ("person",)  # the model's class 1 (0 is background); reported with its COCO id
 COCO_IDS = {"person": 0}
-DEFAULT_MODEL_NAME = "ssdlite_person_300_float16.tflite"  # in settings.MODELS_DIR
+DEFAULT_MODEL_NAME = "ssdlite_person_300_float32.tflite"  # in settings.MODELS_DIR
 
 
 def ssd_anchors(feature_maps: tuple[int, ...] = FEATURE_MAPS) -> np.ndarray:
@@ -120,9 +120,14 @@ class SSDDetector:
             raise ModelError(f"{path}: input {self._model.input_shape}, an SSD model of 300x300x3 expected")
         self.labels = tuple(label for label in LABELS if label in s.classes)
         if not self.labels:
-            raise ModelError(f"the SSD model detects only {list(LABELS)}, none of them in classes {list(s.classes)}")
+            raise ModelError(
+                f"the SSD model detects only {list(LABELS)}, none of them in classes {list(s.classes)}"
+            )
         self._thresholds = np.array(
-            [s.min_score.get(label, s.default_min_score) if label in self.labels else np.inf for label in LABELS],
+            [
+                s.min_score.get(label, s.default_min_score) if label in self.labels else np.inf
+                for label in LABELS
+            ],
             np.float32,
         )
         self._decoder = SSDDecoder()
@@ -149,12 +154,19 @@ class SSDDetector:
         h, w = image.shape[:2]
         enc, logits = self.infer(resize_bilinear(image, INPUT_SIZE, INPUT_SIZE))
         raw = self._decoder.decode(
-            enc, logits, self._thresholds, nms_iou=self.settings.nms_iou, max_detections=self.settings.max_detections
+            enc,
+            logits,
+            self._thresholds,
+            nms_iou=self.settings.nms_iou,
+            max_detections=self.settings.max_detections,
         )
-        scale = np.array([w, h, w, h], np.float32)
+        boxes = raw.boxes * np.array([w, h, w, h], np.float32)
         return [
             self._detection(
-                LABELS[int(c)], COCO_IDS[LABELS[int(c)]], float(sc), tuple(float(v) for v in b * scale)
+                LABELS[int(c)],
+                COCO_IDS[LABELS[int(c)]],
+                float(sc),
+                (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
             )
-            for b, sc, c in zip(raw.boxes, raw.scores, raw.class_ids, strict=True)
+            for b, sc, c in zip(boxes, raw.scores, raw.class_ids, strict=True)
         ]

@@ -46,6 +46,9 @@ class Auditor(Protocol):
         self, env: CommandEnvelope, auth: AuthContext, camera: str | None, ok: bool, detail: dict[str, Any]
     ) -> None: ...
 
+    async def event(self, kind: str, auth: AuthContext | None, detail: dict[str, Any]) -> None:
+        """Feature-specific records (stream bytes at stop, PTZ lock taken over, ...)."""
+
 
 def _validation_summary(exc: ValidationError, limit: int = 5) -> list[dict[str, str]]:
     return [

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -102,7 +101,6 @@ class PolicyGate:
         cameras: Callable[[], set[str]] | None = None,
         clock_skew_s: float = 30.0,
         max_grant_bytes: int = MAX_GRANT_BYTES,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.device_id = device_id
         self.owner_org = owner_org
@@ -113,7 +111,6 @@ class PolicyGate:
         self.cameras = cameras
         self.skew = clock_skew_s
         self.max_grant_bytes = max_grant_bytes
-        self.clock = clock
         loc = location
         self.audiences = [
             device_id,
@@ -155,7 +152,7 @@ class PolicyGate:
             claims=raw,
         )
         try:
-            self._authorize_claims(claims, spec, camera)
+            self._authorize_claims(env, claims, spec, camera)
             if spec.needs_camera and self.cameras is not None and camera not in self.cameras():
                 # before the replay record, so a one-shot grant is not spent on a typo
                 raise _deny(ErrorCode.NOT_FOUND, f"no camera named {camera!r} on this device")
@@ -201,8 +198,11 @@ class PolicyGate:
                 key,
                 algorithms=[alg],
                 audience=self.audiences,
+                issuer=self.trust.issuer,  # the key set names its issuer: grants must too
                 leeway=self.skew,
-                options={"require": ["exp", "nbf", "jti", "aud", "sub"]},
+                options={
+                    "require": ["exp", "nbf", "jti", "aud", "sub", *(["iss"] if self.trust.issuer else [])]
+                },
             )
         except jwt.ExpiredSignatureError:
             raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} expired") from None
@@ -211,6 +211,10 @@ class PolicyGate:
         except jwt.InvalidAudienceError:
             raise _deny(
                 ErrorCode.UNAUTHORIZED, f"{usage} is not addressed to this device or its area (audience)"
+            ) from None
+        except jwt.InvalidIssuerError:
+            raise _deny(
+                ErrorCode.UNAUTHORIZED, f"{usage} issued by someone other than {self.trust.issuer}"
             ) from None
         except jwt.MissingRequiredClaimError as exc:
             raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} rejected: {exc}") from None
@@ -232,7 +236,9 @@ class PolicyGate:
             raise _deny(ErrorCode.UNAUTHORIZED, f"{usage} claims incomplete or invalid: {fields}") from None
 
     # ---------------------------------------------------------------- policy
-    def _authorize_claims(self, c: GrantClaims, spec: ActionSpec, camera: str | None) -> None:
+    def _authorize_claims(
+        self, env: CommandEnvelope, c: GrantClaims, spec: ActionSpec, camera: str | None
+    ) -> None:
         role = self.policy.role(c.role)
         if role is None:
             raise _deny(ErrorCode.FORBIDDEN, f"unknown role {c.role!r}")
@@ -248,8 +254,12 @@ class PolicyGate:
         self._check_area(role.scope, c)
         if role.cameras_required and not c.cameras:
             raise _deny(ErrorCode.FORBIDDEN, f"role {c.role} needs a grant that names its cameras")
-        if spec.needs_camera and c.cameras is not None and camera not in c.cameras:
-            raise _deny(ErrorCode.FORBIDDEN, f"the grant does not cover camera {camera!r}")
+        if c.cameras is not None:
+            # camera-bound actions name theirs; others may filter by one (then it must be covered
+            # too); without a filter the handler scopes its answer to ctx.auth.cameras
+            asked = camera if spec.needs_camera else env.params.get("camera")
+            if (spec.needs_camera or asked is not None) and asked not in c.cameras:
+                raise _deny(ErrorCode.FORBIDDEN, f"the grant does not cover camera {asked!r}")
 
     def _check_area(self, scope: str, c: GrantClaims) -> None:
         loc, area = self.location, c.area

@@ -57,6 +57,15 @@ class StreamIceParams(_Params):
     sdp_mline_index: int | None = Field(None, ge=0, le=16)
 
 
+class StreamPushParams(_Params):
+    camera: str = _Camera
+    stream: Literal["main", "sub"] = "main"
+    url: str | None = Field(
+        None, max_length=2048, description="WHIP endpoint (https://); default: the grant's whip_url claim."
+    )
+    duration_s: float | None = Field(None, gt=0)
+
+
 class StreamListParams(_Params):
     pass
 
@@ -94,6 +103,7 @@ def register(registry: HandlerRegistry, services: Services) -> None:
         "codec": "H264",
         "passthrough": True,
         "signaling": "non-trickle",
+        "whip_push": True,
         "streams": ["main", "sub"],
         "max_sessions": s.max_sessions,
         "max_sessions_per_camera": s.max_sessions_per_camera,
@@ -150,6 +160,22 @@ def register(registry: HandlerRegistry, services: Services) -> None:
         candidate.sdpMLineIndex = p.sdp_mline_index if p.sdp_mline_index is not None else 0
         await session.pc.addIceCandidate(candidate)
         return {"accepted": True}
+
+    @registry.action(
+        "stream_push",
+        StreamPushParams,
+        grant_use="session",
+        needs_camera=True,
+        summary="Push the camera to the center's media server by WHIP (RFC 9725).",
+    )
+    async def stream_push(ctx: CommandContext, p: StreamPushParams) -> dict[str, Any]:
+        session = await manager.push(p.camera, ctx.auth, p.url, p.stream, p.duration_s)
+        return {
+            "session_id": session.id,
+            "stream": session.stream,
+            "resource": session.whip.url if session.whip else None,
+            "ends_at": session.ends_at,
+        }
 
     @registry.action(
         "stream_list", StreamListParams, grant_use="reusable", summary="Live sessions on this box."

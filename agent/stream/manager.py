@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiortc import (
     RTCConfiguration,
@@ -30,6 +31,7 @@ from agent.services import Services
 from agent.stream.session import StreamName, StreamSession, normalize_fingerprint, offer_fingerprints
 from agent.stream.settings import IceServer, StreamSettings
 from agent.stream.track import PassthroughTrack
+from agent.stream.whip import WhipError, check_url, whip_publish
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
@@ -160,17 +162,11 @@ class StreamManager:
                 raise CommandError(ErrorCode.INVALID_PARAMS, "grant ice_servers claim is malformed") from exc
         return [RTCIceServer(urls=x.urls, username=x.username, credential=x.credential) for x in servers]
 
-    async def start(
-        self,
-        camera: str,
-        auth: AuthContext,
-        offer_sdp: str,
-        stream: StreamName = "main",
-        duration_s: float | None = None,
-    ) -> tuple[StreamSession, str]:
-        """Admit, answer, and start forwarding; returns the session and the SDP answer."""
+    def _open(
+        self, camera: str, auth: AuthContext, stream: StreamName, duration_s: float | None, kind: str
+    ) -> StreamSession:
+        """Admit a session and reserve its slot (synchronously, so concurrent starts count)."""
         fanout = self._fanout(camera, stream)
-        self._check_fingerprint(auth, offer_sdp)
         if duration_s is not None and duration_s > self.settings.max_duration_s:
             raise CommandError(
                 ErrorCode.LIMIT,
@@ -184,36 +180,111 @@ class StreamManager:
             ends_at = min(ends_at, auth.expires_at)
         if ends_at <= now:
             raise CommandError(ErrorCode.UNAUTHORIZED, "grant expired")
-
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice_servers(auth)))
         track = PassthroughTrack(
             fanout.subscribe(from_gop=True, max_queue=self.settings.queue_packets), camera
         )
-        session = StreamSession(camera, stream, auth, pc, track, ends_at, bitrate_kbps=kbps)
-        self.sessions[session.id] = session  # reserve the slot before the first await
+        session = StreamSession(camera, stream, auth, pc, track, ends_at, kind=kind, bitrate_kbps=kbps)
+        self.sessions[session.id] = session
         self.ensure_running()
+        return session
+
+    async def _negotiate(self, session: StreamSession, coro: Coroutine[Any, Any, Any], what: str) -> Any:
+        """Run the SDP exchange; on any failure the session is removed and a typed error raised."""
         try:
-            answer = await asyncio.wait_for(self._answer(session, offer_sdp), self.settings.answer_timeout_s)
+            return await asyncio.wait_for(coro, self.settings.answer_timeout_s)
         except BaseException as exc:
-            await self.end(session.id, "answer failed", audit=False)
+            await self.end(session.id, f"{what} failed", audit=False)
             if isinstance(exc, CommandError):
                 raise
+            if isinstance(exc, WhipError):
+                raise CommandError(ErrorCode.UNAVAILABLE, str(exc), {"http_status": exc.status}) from exc
             if isinstance(exc, TimeoutError):
-                raise CommandError(ErrorCode.TIMEOUT, "building the SDP answer timed out") from exc
+                raise CommandError(ErrorCode.TIMEOUT, f"{what} timed out") from exc
             if isinstance(exc, Exception):
-                raise CommandError(ErrorCode.INVALID_PARAMS, f"cannot answer the offer: {exc}") from exc
+                raise CommandError(ErrorCode.INVALID_PARAMS, f"{what} failed: {exc}") from exc
             raise
+
+    async def _started(self, session: StreamSession, detail: dict[str, Any]) -> None:
         session.state = "connecting"
         self.started_total += 1
-        pc.on("connectionstatechange", lambda: self._pc_state(session))
-        track.on("ended", lambda: self._track_ended(session))
+        session.pc.on("connectionstatechange", lambda: self._pc_state(session))
+        session.track.on("ended", lambda: self._track_ended(session))
         await self._audit(
-            "stream_start",
-            auth,
-            {"session_id": session.id, "camera": camera, "stream": stream, "ends_at": round(ends_at, 3)},
+            "stream_start" if session.kind == "viewer" else "stream_push",
+            session.auth,
+            {
+                "session_id": session.id,
+                "camera": session.camera,
+                "stream": session.stream,
+                "ends_at": round(session.ends_at, 3),
+                **detail,
+            },
         )
-        log.info("stream %s started: camera %s/%s for %s", session.id, camera, stream, auth.requester)
-        return session, answer
+        log.info(
+            "stream %s (%s) started: camera %s/%s for %s",
+            session.id,
+            session.kind,
+            session.camera,
+            session.stream,
+            session.auth.requester,
+        )
+
+    async def start(
+        self,
+        camera: str,
+        auth: AuthContext,
+        offer_sdp: str,
+        stream: StreamName = "main",
+        duration_s: float | None = None,
+    ) -> tuple[StreamSession, str]:
+        """Admit, answer, and start forwarding; returns the session and the SDP answer."""
+        self._check_fingerprint(auth, offer_sdp)
+        session = self._open(camera, auth, stream, duration_s, "viewer")
+        answer = await self._negotiate(session, self._answer(session, offer_sdp), "SDP answer")
+        await self._started(session, {})
+        return session, str(answer)
+
+    async def push(
+        self,
+        camera: str,
+        auth: AuthContext,
+        url: str | None,
+        stream: StreamName = "main",
+        duration_s: float | None = None,
+    ) -> StreamSession:
+        """WHIP push to the center's media server: URL and bearer token come from the signed grant."""
+        granted = auth.claims.get("whip_url")
+        token = auth.claims.get("whip_token")
+        if url is not None and granted is not None and url != granted:
+            raise CommandError(ErrorCode.FORBIDDEN, "url differs from the grant's whip_url")
+        target = url or granted
+        if not isinstance(target, str) or not target:
+            raise CommandError(
+                ErrorCode.INVALID_PARAMS, "no WHIP endpoint: give url or a grant with whip_url"
+            )
+        if not isinstance(token, str) or not token:
+            raise CommandError(ErrorCode.FORBIDDEN, "the grant carries no whip_token")
+        try:
+            check_url(target)
+        except WhipError as exc:
+            raise CommandError(ErrorCode.INVALID_PARAMS, str(exc)) from exc
+        session = self._open(camera, auth, stream, duration_s, "whip")
+        transceiver = session.pc.addTransceiver(session.track, direction="sendonly")
+        transceiver.setCodecPreferences(h264_preferences())
+        session.whip = await self._negotiate(
+            session,
+            whip_publish(
+                session.pc,
+                target,
+                token,
+                ca_file=self.settings.whip_ca_file,
+                timeout_s=self.settings.answer_timeout_s,
+            ),
+            "WHIP publish",
+        )
+        await self._started(session, {"whip_host": urlsplit(target).hostname})
+        return session
 
     async def _answer(self, session: StreamSession, offer_sdp: str) -> str:
         pc = session.pc
@@ -271,6 +342,8 @@ class StreamManager:
         session.track.stop()
         with contextlib.suppress(Exception):
             await session.pc.close()
+        if session.whip is not None:
+            await session.whip.delete()  # never raises
         self.bytes_total += session.track.bytes
         if audit:
             await self._audit(
@@ -315,16 +388,14 @@ class StreamManager:
             self._sample_meters()
 
     def _sample_meters(self) -> None:
+        """Keep a bitrate estimate of every stream, so the budget is known before the first viewer."""
         cameras = self.services.cameras
         if cameras is None:
             return
-        for key, meter in self._meters.items():
-            name, stream = key.split("/")
-            with contextlib.suppress(KeyError):
-                rt = cameras.get(name)
-                fanout = rt.main if stream == "main" else rt.sub
+        for rt in cameras.runtimes():
+            for stream, fanout in (("main", rt.main), ("sub", rt.sub)):
                 if fanout is not None:
-                    meter.sample(fanout)
+                    self._meters.setdefault(f"{rt.name}/{stream}", _Meter()).sample(fanout)
 
     # ------------------------------------------------------------------ views
     def list(self) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from aiortc import RTCPeerConnection
 
 from agent.policy.context import AuthContext
 from agent.stream.track import PassthroughTrack
+from agent.stream.whip import WhipResource
 
 StreamName = Literal["main", "sub"]
 _FP_LINE = re.compile(r"^a=fingerprint:(\S+)\s+([0-9A-Fa-f:]+)\s*$", re.MULTILINE)
@@ -46,6 +47,8 @@ class StreamSession:
     disconnected_since: float | None = None  # monotonic; a peer gone for too long is reaped
     state: str = "starting"  # starting -> connecting -> connected -> ended
     end_reason: str | None = None
+    kind: str = "viewer"  # viewer (MQTT-signaled peer) | whip (push to the center's media server)
+    whip: WhipResource | None = None  # the WHIP session resource, DELETEd when the push ends
     bitrate_kbps: float = 0.0  # camera bitrate estimate reserved against the budget
 
     @property
@@ -57,6 +60,7 @@ class StreamSession:
             "session_id": self.id,
             "camera": self.camera,
             "stream": self.stream,
+            "kind": self.kind,
             "requester": self.auth.requester,
             "unit": self.auth.unit,
             "purpose": self.auth.purpose,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
@@ -53,5 +55,8 @@ class StreamSettings(BaseModel):
     )
     require_fingerprint: bool = Field(
         False, description="Refuse stream_start unless the grant carries a dtls_fp claim binding the viewer."
+    )
+    whip_ca_file: Path | None = Field(
+        None, description="Extra CA bundle for the center's WHIP endpoint (system CAs are always trusted)."
     )
     ice_servers: list[IceServer] = Field(default_factory=list, description="STUN/TURN servers.")

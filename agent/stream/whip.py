@@ -66,7 +66,9 @@ class WhipResource:
         try:
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout)) as http,
-                http.delete(self.url, headers={"Authorization": f"Bearer {self._token}"}, ssl=self._ssl) as resp,
+                http.delete(
+                    self.url, headers={"Authorization": f"Bearer {self._token}"}, ssl=self._ssl
+                ) as resp,
             ):
                 return resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -100,7 +102,11 @@ async def whip_publish(
             http.post(url, data=offer.encode(), headers=headers, ssl=ctx, allow_redirects=False) as resp,
         ):
             body = await resp.text()
-            status, location, ctype = resp.status, resp.headers.get("Location"), resp.headers.get("Content-Type", "")
+            status, location, ctype = (
+                resp.status,
+                resp.headers.get("Location"),
+                resp.headers.get("Content-Type", ""),
+            )
     except TimeoutError:
         raise WhipError(f"WHIP endpoint did not answer in {timeout_s:.0f} s") from None
     except aiohttp.ClientSSLError as exc:

@@ -63,13 +63,26 @@ async function start(device, camera, stream) {
     if (viewer.pc !== pc) return;
     if (pc.connectionState === "connected") status(`live: ${camera} (${stream})`);
     else if (pc.connectionState === "failed" || pc.connectionState === "closed") status(`ended (${pc.connectionState})`, true);
-    else if (pc.connectionState === "disconnected") status("connection lost, waiting...");
+    else if (pc.connectionState === "disconnected") {
+      status("connection lost, waiting...");
+      // The agent ends sessions without a signaling message (grant expiry, limits, camera gone):
+      // its side just closes. Do not wait for the browser's ~30 s ICE failure to say so.
+      setTimeout(() => {
+        if (viewer.pc === pc && pc.connectionState === "disconnected") end(pc, "ended (connection lost)");
+      }, 5000);
+    }
   };
   await pc.setLocalDescription(await pc.createOffer());
   await gatheringComplete(pc, 2000);
   try {
     const result = await api("api/stream/start", { device_id: device, camera, stream, sdp: pc.localDescription.sdp });
     viewer.session = { device, camera, id: result.session_id, endsAt: result.ends_at };
+    if (result.ends_at) {
+      // The agent stops forwarding when the grant expires; the page follows (after a grace, so that
+      // clock skew cannot make the page end first and hide the agent's own enforcement).
+      const ms = Math.max(0, result.ends_at * 1000 - Date.now()) + 2000;
+      viewer.timer = setTimeout(() => { if (viewer.pc === pc) end(pc, "ended (grant expired)"); }, ms);
+    }
     await pc.setRemoteDescription({ type: "answer", sdp: result.sdp });
     $("stop").disabled = false;
   } catch (e) {
@@ -79,7 +92,17 @@ async function start(device, camera, stream) {
   }
 }
 
+function end(pc, why) {
+  clearTimeout(viewer.timer);
+  pc.close();
+  viewer.pc = null;
+  viewer.session = null;
+  $("stop").disabled = true;
+  status(why, true);
+}
+
 async function stop() {
+  clearTimeout(viewer.timer);
   const { pc, session } = viewer;
   viewer.pc = null;
   viewer.session = null;
