@@ -40,7 +40,7 @@ lint: $(VENV_STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV_STAMP)
-	$(VENV)/bin/mypy agent provisioning firmware_hooks
+	$(VENV)/bin/mypy agent provisioning firmware_hooks tools
 
 schemas: $(VENV_STAMP)
 	$(PY) -m tools.gen_schemas

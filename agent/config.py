@@ -21,6 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.detect.pipeline_settings import PipelineSettings
+from agent.detect.settings import ModelSettings
 from agent.policy.settings import PolicySettings
 from agent.ptz.settings import PtzSettings
 from agent.stream.settings import StreamSettings
@@ -123,6 +125,13 @@ class CameraSettings(_Section):
         return self
 
 
+class DetectSettings(_Section):
+    """On-device detection: the model (docs/detection-model.md) and the pipeline (docs/detection.md)."""
+
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+
+
 class StorageSettings(_Section):
     state_dir: Path = Field(Path("/var/lib/edge-agent"), description="Identity, outbox, audit (0700).")
     data_dir: Path | None = Field(
@@ -165,6 +174,7 @@ class AgentSettings(BaseSettings):
     provisioning: ProvisioningSettings = Field(default_factory=ProvisioningSettings)
     ptz: PtzSettings = Field(default_factory=PtzSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    detect: DetectSettings = Field(default_factory=DetectSettings)
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> AgentSettings:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import re
 from typing import Any
 
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.h264 import H264Encoder
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from tests.fixtures.stream import CAMERA, DEVICE, StreamRig, Viewer
 
@@ -79,3 +84,64 @@ async def test_main_and_sub_arrive_decoded_at_source_size_without_reencoding(
     assert stops[0]["detail"]["bytes"] > 0 and stops[0]["detail"]["reason"] == "stopped by requester"
     starts = [x["detail"]["session_id"] for x in records if x.get("reason") == "stream_start"]
     assert starts == [sid_main, sid_sub]
+
+
+async def test_agent_offers_when_asked_and_the_answer_is_bound_to_the_grant(
+    stream_rig: StreamRig, viewers: list[Viewer]
+) -> None:
+    async def answer_to(offer_sdp: str) -> tuple[RTCPeerConnection, str, asyncio.Event]:
+        pc = RTCPeerConnection()
+        got = asyncio.Event()
+
+        async def consume(track: MediaStreamTrack) -> None:
+            with contextlib.suppress(MediaStreamError):
+                frame = await track.recv()
+                assert (frame.width, frame.height) == (384, 288)  # type: ignore[union-attr]
+                got.set()
+
+        pc.on("track", lambda t: tasks.append(asyncio.ensure_future(consume(t))))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return pc, pc.localDescription.sdp, got
+
+    tasks: list[asyncio.Task[None]] = []
+    peers: list[RTCPeerConnection] = []
+    try:
+        ask = {"camera": CAMERA, "stream": "sub"}
+        r = await stream_rig.center.command(DEVICE, "stream_start", ask, grant=stream_rig.grant())
+        assert r["ok"], r
+        assert (
+            r["result"]["type"] == "offer"
+            and "H264/90000" in r["result"]["sdp"]
+            and "VP8" not in r["result"]["sdp"]
+        )
+        pc, answer, got = await answer_to(r["result"]["sdp"])
+        peers.append(pc)
+        fp = re.search(r"^a=fingerprint:(\S+ \S+)", answer, re.MULTILINE)
+        assert fp is not None
+        done = {"camera": CAMERA, "session_id": r["result"]["session_id"], "sdp": answer}
+        r = await stream_rig.center.command(
+            DEVICE, "stream_start", done, grant=stream_rig.grant(extra={"dtls_fp": fp.group(1)})
+        )
+        assert r["ok"] and r["result"]["type"] == "started", r
+        await asyncio.wait_for(got.wait(), 15)
+
+        # An answer from another certificate than the signed one is refused and the offer withdrawn.
+        r = await stream_rig.center.command(DEVICE, "stream_start", ask, grant=stream_rig.grant())
+        sid = r["result"]["session_id"]
+        pc2, answer2, _ = await answer_to(r["result"]["sdp"])
+        peers.append(pc2)
+        other = stream_rig.grant(extra={"dtls_fp": fp.group(1)})  # the first peer's fingerprint
+        r = await stream_rig.center.command(
+            DEVICE, "stream_start", {"camera": CAMERA, "session_id": sid, "sdp": answer2}, grant=other
+        )
+        assert r["error"]["code"] == "forbidden" and sid not in stream_rig.manager.sessions
+        r = await stream_rig.center.command(
+            DEVICE, "stream_start", {"camera": CAMERA, "session_id": sid}, grant=stream_rig.grant()
+        )
+        assert r["error"]["code"] == "invalid_params"
+    finally:
+        for pc in peers:
+            await pc.close()
+        for t in tasks:
+            t.cancel()

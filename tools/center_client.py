@@ -33,6 +33,11 @@ class CenterCreds:
     persistent: bool = True  # the broker keeps our subscriptions and queues QoS 1 messages while we are away
 
 
+def _resolve(fut: asyncio.Future[dict[str, Any]], data: dict[str, Any]) -> None:
+    if not fut.done():
+        fut.set_result(data)
+
+
 class CenterClient:
     def __init__(self, creds: CenterCreds, topic_root: str = "cam/v1") -> None:
         self.creds = creds
@@ -81,7 +86,7 @@ class CenterClient:
         if reason.is_failure:
             return
         sock = client.socket()
-        if sock is not None:
+        if isinstance(sock, socket.socket):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         subs = [(f"{self.root}/+/resp/{self.creds.name}", 1)]
         if self._watch:
@@ -101,7 +106,7 @@ class CenterClient:
                 fut = self._pending.pop(corr, None)
             if fut is not None and self._loop is not None:
                 data = json.loads(msg.payload)
-                self._loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(data))
+                self._loop.call_soon_threadsafe(_resolve, fut, data)
                 return
         for listener in self.listeners:
             listener(msg.topic, bytes(msg.payload), bool(msg.retain))

@@ -67,7 +67,7 @@ def format_message(topic: str, d: dict[str, Any]) -> str | None:
             return f"[{_t(d.get('ts'))}] {device} COUNTS cam={data.get('camera')} line={data.get('line')} {counts}"
         if kind == "audit":
             return (
-                f"[{_t(d.get('ts'))}] {device} audit {data.get('decision', data.get('kind', ''))} "
+                f"[{_t(d.get('ts'))}] {device} audit {data.get('decision') or data.get('kind') or ''} "
                 f"{data.get('action') or ''} by {data.get('requester') or '-'} ({data.get('role') or '-'}) "
                 f"{data.get('reason') or ''}"
             )

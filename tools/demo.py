@@ -21,6 +21,8 @@ from provisioning.center import serve as serve_enrollment
 from provisioning.enroll_service import EnrollmentService
 from tools.center_client import CenterClient, CenterCreds
 from tools.center_console import printer
+from tools.console_web import authority_minter, center_sender
+from tools.console_web import serve as serve_viewer
 from tools.local_broker import Broker, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -179,6 +181,21 @@ async def run() -> int:
         stderr=agent_log,
         start_new_session=True,
     )
+    web_runner, viewer_url = await serve_viewer(
+        center_sender(console),
+        authority_minter(
+            center.authority,
+            role="provincial_police",
+            area={"province": "01"},
+            sub="officer-on-watch",
+            unit="Provincial police command center",
+            purpose="live view from the console",
+            purpose_ref="demo",
+        ),
+    )
+    banner(
+        f"live view: open {viewer_url}?device={DEVICE}&camera=walkway&autoplay=1  (WebRTC, H.264 passthrough)"
+    )
     banner("center console (Ctrl-C to stop everything)")
 
     async def pinger() -> None:
@@ -264,6 +281,7 @@ async def run() -> int:
         except TimeoutError:
             agent.kill()
     await asyncio.sleep(0.5)  # let the console print the offline message
+    await web_runner.cleanup()
     await console.stop()
     await asyncio.to_thread(camera.stop)
     await asyncio.to_thread(onvif.stop)

@@ -10,7 +10,7 @@ import logging
 from typing import Any, Literal
 
 from aiortc.sdp import candidate_from_sdp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.mqtt.envelope import CommandError, ErrorCode
 from agent.mqtt.registry import CommandContext, HandlerRegistry
@@ -32,12 +32,27 @@ class _Params(BaseModel):
 
 
 class StreamStartParams(_Params):
+    """Viewer offers: ``{camera, sdp}`` -> answer. Agent offers: ``{camera}`` -> offer, then
+    ``{camera, session_id, sdp: <answer>}`` -> started."""
+
     camera: str = _Camera
-    sdp: str = Field(
-        ..., min_length=10, max_length=60000, description="The viewer's SDP offer (recvonly H.264)."
+    sdp: str | None = Field(
+        None,
+        min_length=10,
+        max_length=60000,
+        description="The viewer's offer, or its answer with session_id.",
+    )
+    session_id: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[0-9a-f]+$", description="Answering an agent offer."
     )
     stream: Literal["main", "sub"] = Field("main", description="sub: lower bitrate, for 4G uplinks.")
     duration_s: float | None = Field(None, gt=0, description="Requested maximum duration (capped by limits).")
+
+    @model_validator(mode="after")
+    def _answer_needs_sdp(self) -> StreamStartParams:
+        if self.session_id is not None and self.sdp is None:
+            raise ValueError("session_id is given with the viewer's answer in sdp")
+        return self
 
 
 class StreamStopParams(_Params):
@@ -119,11 +134,19 @@ def register(registry: HandlerRegistry, services: Services) -> None:
         summary="Start a live view.",
     )
     async def stream_start(ctx: CommandContext, p: StreamStartParams) -> dict[str, Any]:
-        session, answer = await manager.start(p.camera, ctx.auth, p.sdp, p.stream, p.duration_s)
+        if p.session_id is not None and p.sdp is not None:
+            session = await manager.accept_answer(p.camera, ctx.auth, p.session_id, p.sdp)
+            kind, sdp = "started", None
+        elif p.sdp is None:
+            session, sdp = await manager.offer(p.camera, ctx.auth, p.stream, p.duration_s)
+            kind = "offer"
+        else:
+            session, sdp = await manager.start(p.camera, ctx.auth, p.sdp, p.stream, p.duration_s)
+            kind = "answer"
         return {
             "session_id": session.id,
-            "sdp": answer,
-            "type": "answer",
+            "sdp": sdp,
+            "type": kind,
             "stream": session.stream,
             "ends_at": session.ends_at,
         }

@@ -245,6 +245,43 @@ class StreamManager:
         await self._started(session, {})
         return session, str(answer)
 
+    async def offer(
+        self, camera: str, auth: AuthContext, stream: StreamName = "main", duration_s: float | None = None
+    ) -> tuple[StreamSession, str]:
+        """The center asked the agent to offer; the viewer's answer comes back in ``accept_answer``."""
+        session = self._open(camera, auth, stream, duration_s, "viewer")
+
+        async def make() -> str:
+            transceiver = session.pc.addTransceiver(session.track, direction="sendonly")
+            transceiver.setCodecPreferences(h264_preferences())
+            await session.pc.setLocalDescription(await session.pc.createOffer())  # gathers candidates
+            return str(session.pc.localDescription.sdp)
+
+        offer = await self._negotiate(session, make(), "SDP offer")
+        session.state = "offered"
+        return session, str(offer)
+
+    async def accept_answer(
+        self, camera: str, auth: AuthContext, session_id: str, answer_sdp: str
+    ) -> StreamSession:
+        """Apply the viewer's answer to an agent offer; the answer's fingerprint is checked like an offer's."""
+        session = self.sessions.get(session_id)
+        if session is None or session.camera != camera or session.state != "offered":
+            raise CommandError(
+                ErrorCode.NOT_FOUND, f"no session {session_id} waiting for an answer on {camera!r}"
+            )
+        if session.auth.requester != auth.requester:
+            raise CommandError(ErrorCode.FORBIDDEN, "the session belongs to another requester")
+        try:
+            self._check_fingerprint(auth, answer_sdp)
+        except CommandError:
+            await self.end(session.id, "fingerprint mismatch", audit=False)
+            raise
+        answer = RTCSessionDescription(sdp=answer_sdp, type="answer")
+        await self._negotiate(session, session.pc.setRemoteDescription(answer), "SDP answer")
+        await self._started(session, {"offered_by": "agent"})
+        return session
+
     async def push(
         self,
         camera: str,
@@ -376,7 +413,10 @@ class StreamManager:
                         if s.auth.expires_at is not None and s.ends_at >= s.auth.expires_at
                         else "max duration reached"
                     )
-                elif s.state == "connecting" and mono - s.started_mono > self.settings.connect_timeout_s:
+                elif (
+                    s.state in ("offered", "connecting")
+                    and mono - s.started_mono > self.settings.connect_timeout_s
+                ):
                     reason = "peer did not connect"
                 elif (
                     s.disconnected_since is not None

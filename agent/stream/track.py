@@ -47,6 +47,11 @@ class PassthroughTrack(MediaStreamTrack):
         self._frame_ticks = RTP_CLOCK // 25
 
     @property
+    def generation(self) -> int:
+        """Camera connection of the last packet forwarded (grows when the camera reconnects)."""
+        return self._generation
+
+    @property
     def dropped(self) -> int:
         """Packets this viewer lost to backpressure (it resumes at the next keyframe)."""
         return self._sub.dropped

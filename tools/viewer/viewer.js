@@ -107,13 +107,14 @@ async function stop() {
   viewer.pc = null;
   viewer.session = null;
   $("stop").disabled = true;
-  if (pc) pc.close();
   if (session) {
+    // Tell the agent first, so its audit says "stopped by requester" rather than "peer closed".
     try {
       await api("api/stream/stop", { device_id: session.device, camera: session.camera, session_id: session.id });
     } catch (_) { /* already ended on the agent (grant expiry, limit) */ }
-    status("stopped");
   }
+  if (pc) pc.close();
+  if (session) status("stopped");
 }
 
 viewer.start = start;
