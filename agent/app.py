@@ -13,6 +13,7 @@ from typing import Any
 from agent import __version__
 from agent.camera.manager import CameraManager, CameraStatus
 from agent.config import AgentSettings
+from agent.detect.wiring import create_detection
 from agent.health import handlers as health_handlers
 from agent.health.telemetry import Telemetry, camera_states
 from agent.mqtt.commands import CommandChannel
@@ -123,6 +124,7 @@ class AgentApp:
         self.policy.register(self.registry, self.services)
         # PTZ tells detection when a camera leaves its home view (counting pauses); the hook looks
         # detection up at call time, so the order in which the two are built does not matter.
+        self.detection = create_detection(self.services, self.registry)
         self.services.extras[ptz_handlers.AWAY_HOOK_KEY] = self._ptz_away
         ptz_handlers.register(self.registry, self.services, self.settings.ptz)
         stream_handlers.register(self.registry, self.services)
@@ -182,6 +184,8 @@ class AgentApp:
         s.telemetry_providers["identity"] = rotator.status
         s.extras["rotator"] = rotator
 
+        await self.detection.start()
+        self._stoppers.append(self.detection.stop)
         ptz = self.services.extras[ptz_handlers.EXTRA_KEY]
         s.capabilities["ptz"] = await ptz.probe_all()  # before the birth message announces them
         self._stoppers.append(ptz.close)

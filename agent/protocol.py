@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from agent.detect.messages import (
+    CountRecord,
+    DetectionEvent,
+    GetCountsResult,
+    GetSnapshotResult,
+    RulesResult,
+    SearchEventsResult,
+)
 from agent.health.handlers import PingParams, PingResult, StatusResult
 from agent.mqtt.envelope import CommandEnvelope, CommandResponse
 from agent.mqtt.messages import DurableMessage, StateMessage, TelemetryMessage
@@ -25,6 +33,12 @@ def wire_models() -> dict[str, type[BaseModel]]:
         "update_trust.params": UpdateTrustParams,
         "update_trust.result": UpdateTrustResult,
         "audit-record": AuditRecord,
+        "event": DetectionEvent,
+        "count-record": CountRecord,
+        "get_counts.result": GetCountsResult,
+        "search_events.result": SearchEventsResult,
+        "get_snapshot.result": GetSnapshotResult,
+        "get_rules.result": RulesResult,
     }
     from agent.app import AgentApp
 

@@ -81,7 +81,7 @@ async def decoded_frames(path: Path, limit: int, target: int) -> AsyncIterator[F
         try:
             with av.open(str(path)) as c:
                 st = c.streams.video[0]
-                st.thread_type = "AUTO"
+                st.codec_context.thread_count = 1  # as the camera sampler: leave the other core to inference
                 w, h = detect_size(st.codec_context.width, st.codec_context.height, target)
                 for i, fr in enumerate(c.decode(st)):
                     if i >= limit or stop.is_set():

@@ -57,6 +57,21 @@ async def test_refusals(stream_rig: StreamRig, viewers: list[Viewer]) -> None:
     assert r["error"]["code"] == "limit" and r["error"]["details"]["limit"] == "camera"
     await v.wait_frames(1)
 
+    # Trickled candidates are optional (the offer carried them) but accepted and validated.
+    sid = next(iter(stream_rig.manager.sessions))
+    ice = {"camera": CAMERA, "session_id": sid}
+    host = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"
+    for extra, code in (
+        ({"candidate": host, "sdp_mid": "0"}, None),
+        ({}, None),
+        ({"candidate": "nonsense"}, "invalid_params"),
+    ):
+        r = await center.command(DEVICE, "stream_ice", {**ice, **extra}, grant=bound)
+        assert (r["error"]["code"] if not r["ok"] else None) == code, r
+    someone_else = stream_rig.grant(sub="officer-2")
+    r = await center.command(DEVICE, "stream_stop", ice, grant=someone_else)
+    assert r["error"]["code"] == "forbidden"  # only the requester stops their session
+
 
 async def test_grant_expiry_ends_the_session(stream_rig: StreamRig, viewers: list[Viewer]) -> None:
     v = Viewer()

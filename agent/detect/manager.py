@@ -164,9 +164,21 @@ class DetectionManager:
     async def start(self) -> None:
         if self._frames_for is not None and self.settings.enabled:
             for cam, p in self.pipelines.items():
-                frames = self._frames_for(cam, self._fps.get(cam, 5.0))
-                self._spawn(p.run(frames), f"detect-{cam}")
+                self._spawn(self._supervise(cam, p), f"detect-{cam}")
         self._spawn(self._timers(), "detect-timers")
+
+    async def _supervise(self, cam: str, p: CameraPipeline, retry_s: float = 2.0) -> None:
+        """Run the camera's pipeline; if its frame stream ends or fails, subscribe again."""
+        assert self._frames_for is not None
+        while True:
+            try:
+                await p.run(self._frames_for(cam, self._fps.get(cam, 5.0)))
+                log.warning("camera %s: frame stream ended; resubscribing in %.0f s", cam, retry_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("camera %s: detection stopped (%s); retrying in %.0f s", cam, exc, retry_s)
+            await asyncio.sleep(retry_s)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)

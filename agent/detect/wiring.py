@@ -1,8 +1,6 @@
-"""Builds detection from the agent's services: the lead calls :func:`build_detection` in app.py.
-
-    from agent.detect.wiring import build_detection
-    detect_stop = await build_detection(s, self.registry)   # before ptz handlers.register
-    self._stoppers.append(detect_stop)
+"""Builds detection from the agent's services. The app calls :func:`create_detection` while it
+registers handlers (before connecting, so the birth lists the actions) and starts the manager in
+``start()``; :func:`build_detection` does both, for tests and tools.
 
 It loads the detector (agent.detect.model), creates the DetectionManager, stores it as
 ``services.extras["detect"]``, registers the actions, the telemetry provider, the capabilities and
@@ -107,6 +105,13 @@ def _frames_source(services: Services) -> Callable[[str, float], AsyncIterator[F
 
 
 async def build_detection(services: Services, registry: HandlerRegistry) -> Callable[[], Awaitable[None]]:
+    manager = create_detection(services, registry)
+    await manager.start()
+    return manager.stop
+
+
+def create_detection(services: Services, registry: HandlerRegistry) -> DetectionManager:
+    """Everything but starting the pipelines: the app registers every action before it connects."""
     settings = pipeline_settings(services)
     rules = {c.name: camera_rules(getattr(c, "rules", None), c.name) for c in services.settings.cameras}
     fps = {c.name: float(c.detect_fps) for c in services.settings.cameras}
@@ -128,5 +133,4 @@ async def build_detection(services: Services, registry: HandlerRegistry) -> Call
     register(registry, services, manager)
     services.telemetry_providers["detect"] = manager.telemetry
     services.capabilities["detect"] = manager.capabilities()
-    await manager.start()
-    return manager.stop
+    return manager

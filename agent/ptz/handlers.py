@@ -176,7 +176,11 @@ def register_actions(registry: HandlerRegistry, mgr: PtzManager) -> None:
         return await mgr.camera(p.camera).status(_who(ctx))
 
     @registry.action(
-        "camera_reboot", PtzCameraParams, needs_camera=True, summary="Reboot the camera (ONVIF)."
+        "camera_reboot",
+        PtzCameraParams,
+        needs_camera=True,
+        grant_use="once",
+        summary="Reboot the camera (ONVIF).",
     )
     async def camera_reboot(ctx: CommandContext, p: PtzCameraParams) -> dict[str, Any]:
         return await mgr.camera(p.camera).reboot(_who(ctx))
