@@ -58,13 +58,24 @@ def format_message(topic: str, d: dict[str, Any]) -> str | None:
     if kind in ("events", "counts", "alarms", "audit"):
         data = d.get("data", {})
         if kind == "events":
+            extra = f" dwell={data['dwell_s']:.0f}s" if data.get("dwell_s") else ""
             return (
-                f"[{_t(d.get('ts'))}] {device} EVENT {data.get('rule', '?')} {data.get('label', '')} "
-                f"track={data.get('track_id')} cam={data.get('camera')} score={data.get('score')}"
+                f"[{_t(d.get('ts'))}] {device} EVENT {data.get('rule')}:{data.get('rule_name')} {data.get('label')} "
+                f"track={data.get('track_id')} cam={data.get('camera')} score={data.get('score', 0):.2f}{extra} "
+                f"snapshot={data.get('snapshot')}"
             )
         if kind == "counts":
-            counts = data.get("counts") or {k: v for k, v in data.items() if k not in ("camera", "line")}
-            return f"[{_t(d.get('ts'))}] {device} COUNTS cam={data.get('camera')} line={data.get('line')} {counts}"
+            lines = ", ".join(
+                f"{c['line']} {c['label']} {c['direction']}={c['count']}" for c in data.get("lines", [])
+            )
+            zones = ", ".join(
+                f"{z['zone']} {z['label']} in={z['entries']} max={z['max_occupancy']}"
+                for z in data.get("zones", [])
+            )
+            return (
+                f"[{_t(d.get('ts'))}] {device} COUNTS cam={data.get('camera')} {data.get('bucket_s')}s "
+                f"frames={data.get('frames')} paused={data.get('frames_paused')} lines[{lines or '-'}] zones[{zones or '-'}]"
+            )
         if kind == "audit":
             return (
                 f"[{_t(d.get('ts'))}] {device} audit {data.get('decision') or data.get('kind') or ''} "

@@ -65,8 +65,23 @@ sub_url = "{camera_sub}"
 detect_fps = 5
 onvif = {{ url = "{onvif_url}", credentials_file = "{onvif_creds}" }}
 
+[[cameras.rules.lines]]
+name = "walkway_middle"
+points = [[0.05, 0.55], [0.95, 0.55]]
+classes = ["person", "bicycle"]
+
+[[cameras.rules.zones]]
+name = "doorway"
+points = [[0.0, 0.2], [0.3, 0.2], [0.3, 0.6], [0.0, 0.6]]
+kind = "dwell"
+classes = ["person"]
+dwell_s = 8
+
 [ptz]
-idle_return_s = 20
+idle_return_s = 8
+
+[detect.pipeline]
+bucket_s = 20
 """
     )
     return cfg
@@ -196,12 +211,17 @@ async def run() -> int:
     banner(
         f"live view: open {viewer_url}?device={DEVICE}&camera=walkway&autoplay=1  (WebRTC, H.264 passthrough)"
     )
+    preview = state / "data" / "detect" / "preview" / "walkway.jpg"
+    print(f"   annotated preview of the latest detection frame: {preview.relative_to(REPO)}")
     banner("center console (Ctrl-C to stop everything)")
 
     async def pinger() -> None:
-        """Every 15 s: a ping (no grant needed), a get_status with a signed operator grant, and one without."""
+        """Every 15 s: a ping (no grant needed), a get_status with a signed operator grant, and one
+        without; the first round also moves the camera (counting pauses until it is back home)."""
+        rounds = 0
         while True:
             await asyncio.sleep(15)
+            rounds += 1
             try:
                 t0 = time.perf_counter()
                 r = await console.command(DEVICE, "ping", {"echo": "console"}, timeout=5)
@@ -237,23 +257,24 @@ async def run() -> int:
                     purpose_ref="case 2026/118",
                     ttl=600,
                 )
-                r = await console.command(
-                    DEVICE,
-                    "ptz_move",
-                    {"camera": "walkway", "pan": 0.5, "timeout_s": 1.0},
-                    grant=police,
-                    timeout=10,
-                )
-                print(
-                    f"   console → ptz_move (district police grant) → ok={r['ok']} {r.get('error') or ''}",
-                    flush=True,
-                )
-                await asyncio.sleep(1.5)
-                r = await console.command(
-                    DEVICE, "ptz_status", {"camera": "walkway"}, grant=police, timeout=10
-                )
-                pos = (r.get("result") or {}).get("position")
-                print(f"   console → ptz_status → position {pos}", flush=True)
+                if rounds == 1:
+                    r = await console.command(
+                        DEVICE,
+                        "ptz_move",
+                        {"camera": "walkway", "pan": 0.5, "timeout_s": 1.0},
+                        grant=police,
+                        timeout=10,
+                    )
+                    print(
+                        f"   console → ptz_move (district police grant) → ok={r['ok']} {r.get('error') or ''}",
+                        flush=True,
+                    )
+                    await asyncio.sleep(1.5)
+                    r = await console.command(
+                        DEVICE, "ptz_status", {"camera": "walkway"}, grant=police, timeout=10
+                    )
+                    pos = (r.get("result") or {}).get("position")
+                    print(f"   console → ptz_status → position {pos} (home again after 8 s idle)", flush=True)
                 r = await console.command(DEVICE, "get_status", timeout=5)
                 err = r.get("error") or {}
                 print(

@@ -7,6 +7,7 @@ session to the grant (expiry, DTLS fingerprint) and enforce the box's limits.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Literal
 
 from aiortc.sdp import candidate_from_sdp
@@ -24,6 +25,9 @@ EXTRA_KEY = "stream"
 """``services.extras["stream"]`` is the StreamManager."""
 
 _Camera = Field(..., min_length=1, max_length=64, description="Configured camera name.")
+_CANDIDATE = re.compile(
+    r"^candidate:\S+ \d+ (udp|tcp) \d+ \S+ \d+ typ (host|srflx|prflx|relay)( .*)?$", re.IGNORECASE
+)
 _SessionId = Field(..., min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")
 
 
@@ -175,10 +179,15 @@ def register(registry: HandlerRegistry, services: Services) -> None:
         text = p.candidate.strip()
         if not text:
             return {"accepted": True}
+        line = text.removeprefix("a=")
+        if not _CANDIDATE.match(line):
+            raise CommandError(
+                ErrorCode.INVALID_PARAMS, "malformed ICE candidate (RFC 8839 candidate-attribute expected)"
+            )
         try:
-            candidate = candidate_from_sdp(text.removeprefix("a=").removeprefix("candidate:"))
-        except (ValueError, IndexError) as exc:
-            raise CommandError(ErrorCode.INVALID_PARAMS, f"malformed ICE candidate: {exc}") from exc
+            candidate = candidate_from_sdp(line.removeprefix("candidate:"))
+        except Exception as exc:  # aiortc asserts on some malformed input
+            raise CommandError(ErrorCode.INVALID_PARAMS, "malformed ICE candidate") from exc
         candidate.sdpMid = p.sdp_mid
         candidate.sdpMLineIndex = p.sdp_mline_index if p.sdp_mline_index is not None else 0
         await session.pc.addIceCandidate(candidate)
