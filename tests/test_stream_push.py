@@ -20,6 +20,13 @@ async def test_push_by_grant_then_stop_deletes_the_resource(
         r = await rig.center.command(DEVICE, "stream_push", {"camera": CAMERA}, grant=no_token)
         assert r["error"]["code"] == "forbidden"  # a push needs the center's token in the signed grant
 
+        token_only = rig.grant(actions=actions, extra={"whip_token": whip_endpoint.token})
+        r = await rig.center.command(
+            DEVICE, "stream_push", {"camera": CAMERA, "url": whip_endpoint.url}, grant=token_only
+        )
+        assert r["error"]["code"] == "forbidden"  # the token never goes to a URL the command names
+        assert "whip_url" in r["error"]["message"] and not whip_endpoint.requests
+
         grant = rig.grant(
             actions=actions, extra={"whip_url": whip_endpoint.url, "whip_token": whip_endpoint.token}
         )

@@ -12,7 +12,11 @@ from agent.health.telemetry import read_temperature
 def settings(tmp_path: Path, thermal: Path) -> AgentSettings:
     return AgentSettings.model_validate(
         {
-            "device": {"id": "box-01", "owner_org": "x", "location": {"province": "01", "district": "001", "commune": "00001"}},
+            "device": {
+                "id": "box-01",
+                "owner_org": "x",
+                "location": {"province": "01", "district": "001", "commune": "00001"},
+            },
             "center": {"host": "localhost", "insecure_dev": True},
             "storage": {"state_dir": str(tmp_path / "state")},
             "telemetry": {"thermal_file": str(thermal)},
@@ -40,6 +44,8 @@ def test_snapshot_reports_host_disk_outbox_and_features(tmp_path: Path) -> None:
     assert snap.disk_free_mb > 0 and 0 < snap.disk_used_percent < 100
     assert snap.outbox.pending == 0
     assert snap.features["detect"] == {"fps": 4.9}
-    assert "division by zero" in snap.features["broken"]["error"]  # one bad provider does not silence the report
+    assert (
+        "division by zero" in snap.features["broken"]["error"]
+    )  # one bad provider does not silence the report
     app.outbox.close()
     app.policy.audit.close()

@@ -293,13 +293,12 @@ class StreamManager:
         """WHIP push to the center's media server: URL and bearer token come from the signed grant."""
         granted = auth.claims.get("whip_url")
         token = auth.claims.get("whip_token")
-        if url is not None and granted is not None and url != granted:
+        # The bearer token goes only to the endpoint the center signed: never to a URL the command names.
+        if not isinstance(granted, str) or not granted:
+            raise CommandError(ErrorCode.FORBIDDEN, "the grant names no whip_url to push to")
+        if url is not None and url != granted:
             raise CommandError(ErrorCode.FORBIDDEN, "url differs from the grant's whip_url")
-        target = url or granted
-        if not isinstance(target, str) or not target:
-            raise CommandError(
-                ErrorCode.INVALID_PARAMS, "no WHIP endpoint: give url or a grant with whip_url"
-            )
+        target = granted
         if not isinstance(token, str) or not token:
             raise CommandError(ErrorCode.FORBIDDEN, "the grant carries no whip_token")
         try:
