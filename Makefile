@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 SYSDEPS_STAMP := build/.sysdeps
 BENCHES :=
+# ai-edge-litert for the detection benchmarks lives in its own venv (mk/detect_model.mk)
+LITERT_VENV := build/litert-venv
 
 # Debian packages the project needs on a fresh machine (tests, demo, simulators).
 DEB_PACKAGES := mosquitto mosquitto-clients openssl ffmpeg \

@@ -1,7 +1,7 @@
 # Detection model (issue 3): model-only inference benchmark. The models are committed; re-create
 # them with tools/convert_model.sh (downloads TensorFlow, not part of `make test`).
 BENCHES += bench-detect-model
-LITERT_VENV := build/litert-venv
+
 
 $(LITERT_VENV)/bin/python:
 	$(PYTHON) -m venv $(LITERT_VENV)
