@@ -203,6 +203,8 @@ async def main() -> dict[str, Any]:
         broker.start()
         extra = (
             '[log]\nlevel = "WARNING"\n[stream]\nmax_sessions = 16\nmax_sessions_per_camera = 16\n'
+            # forwarding alone is measured: detection (which decodes and infers) is off
+            "[detect.pipeline]\nenabled = false\n"
             f'[[cameras]]\nname = "{CAMERA}"\nmain_url = "{cam.main_url}"\n'
         )
         proc = AgentProcess(agent_config(tmp, broker, DEVICE, authority=authority, extra=extra))
