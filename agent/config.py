@@ -8,7 +8,6 @@ and what is expected. Secrets (camera passwords, keys) never live in this file: 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -25,6 +24,7 @@ from agent.detect.pipeline_settings import PipelineSettings
 from agent.detect.settings import ModelSettings
 from agent.policy.settings import PolicySettings
 from agent.ptz.settings import PtzSettings
+from agent.redact import redact_value
 from agent.stream.settings import StreamSettings
 from provisioning.settings import ProvisioningSettings
 
@@ -269,19 +269,6 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         else:
             lines.append(f"{loc}: {redact_value(err.get('input'))!s} is invalid: {msg}")
     return lines
-
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return _USERINFO.sub("***@", value)
-    if isinstance(value, dict):
-        return {k: redact_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_value(v) for v in value]
-    return value
 
 
 def public_view(settings: AgentSettings) -> dict[str, Any]:

@@ -108,3 +108,14 @@ def test_shipped_example_is_valid_apart_from_machine_specific_files() -> None:
     example = Path(__file__).resolve().parent.parent / "docs" / "agent.example.toml"
     s = load_settings(example)
     assert s.device.id == "hn-bd-0001" and s.cameras[0].onvif is not None
+
+
+def test_redaction_hides_passwords_that_contain_at_signs() -> None:
+    from agent.redact import redact_url
+
+    assert redact_url("rtsp://us@er:p@ss@10.0.0.5:554/main") == "rtsp://***@10.0.0.5:554/main"
+    assert (
+        redact_url("cannot open rtsp://admin:hunter2@cam/x: timeout")
+        == "cannot open rtsp://***@cam/x: timeout"
+    )
+    assert redact_url("rtsp://10.0.0.5/main") == "rtsp://10.0.0.5/main"

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import av
 
 from agent.camera.fanout import PacketFanout, StreamInfo
+from agent.redact import redact_url
 
 __all__ = [
     "Backoff",
@@ -65,21 +66,6 @@ class SourceStatus:
     last_packet_ts: float | None
     info: StreamInfo | None
     packets: int
-
-
-def redact_url(url: str) -> str:
-    """The URL without user:password (safe for logs, status and telemetry)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Backoff:
